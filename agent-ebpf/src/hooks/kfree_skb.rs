@@ -1,0 +1,94 @@
+//! `kfree_skb`: every freed skb with a drop reason passes here.
+//!
+//! Order of work, cheapest first: the reason filter (normal frees stop
+//! here), the packet headers, the aggregation lookup (repeat drops stop
+//! there), and only for a new flow the conntrack tuples and a ring-buffer
+//! record.
+
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
+use dropscope_abi::{
+    DropRecord, FlowKey, KIND_DROP, RECORD_VERSION, RecordHeader, SLOT_NONE, Stat, Tuple,
+};
+
+use crate::{
+    aggregate::{self, Slot},
+    conntrack, emit, filter, offsets, skb,
+};
+
+/// Handles one freed skb.
+#[inline(always)]
+pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
+    emit::count(Stat::Seen);
+    if !filter::selected(reason) {
+        emit::count(Stat::Filtered);
+        return;
+    }
+    let off = offsets::get();
+    let Some(packet) = skb::packet(skb_addr, off) else {
+        emit::count(Stat::NotIp);
+        return;
+    };
+    let placement = skb::placement(skb_addr, off);
+    let key = FlowKey {
+        tuple: packet.tuple,
+        reason,
+        netns: placement.netns,
+        location,
+    };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if aggregate::add_to_existing(&key, placement.len, packet.tcp_flags, now) {
+        emit::count(Stat::Aggregated);
+        return;
+    }
+    // Reserve before taking a slot: a new flow is only ever created with
+    // its record on the way, so user space knows every slot in use.
+    let Some(mut entry) = emit::reserve() else {
+        emit::count(Stat::LostRingFull);
+        return;
+    };
+    let slot = match aggregate::account(&key, placement.len, packet.tcp_flags, now) {
+        Slot::Existing => {
+            entry.discard(0);
+            emit::count(Stat::Aggregated);
+            return;
+        }
+        Slot::New(slot) => slot,
+        Slot::Full => SLOT_NONE,
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` points at reserved ring-buffer memory of the right
+    // size; every field is written before submit. Written in place, not
+    // built on the 512-byte BPF stack.
+    unsafe {
+        (*record).header = RecordHeader {
+            kind: KIND_DROP,
+            version: RECORD_VERSION,
+            len: core::mem::size_of::<DropRecord>() as u16,
+            cpu: bpf_get_smp_processor_id(),
+        };
+        (*record).slot = slot;
+        (*record).len = placement.len;
+        (*record).time_ns = now;
+        (*record).key = key;
+        (*record).ifindex = placement.ifindex;
+        (*record).ingress_ifindex = placement.ingress_ifindex;
+        (*record).tcp_flags = packet.tcp_flags;
+        (*record)._pad = [0; 6];
+        (*record).ct_original = Tuple::default();
+        (*record).ct_reply = Tuple::default();
+        (*record).ct_info = conntrack::read_into(
+            skb_addr,
+            off,
+            &mut (*record).ct_original,
+            &mut (*record).ct_reply,
+        );
+    }
+    entry.submit(0);
+    emit::count(if slot == SLOT_NONE {
+        Stat::Unaggregated
+    } else {
+        Stat::NewFlow
+    });
+}

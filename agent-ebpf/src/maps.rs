@@ -1,0 +1,34 @@
+//! Every map of the kernel programs, sized from `dropscope-abi` constants
+//! (the agent may resize them at load time).
+
+use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, Queue, RingBuf},
+};
+use dropscope_abi::{FlowCounters, FlowKey, ReasonFilter, STAT_COUNT, maps};
+
+/// First sight of a flow, to user space.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(maps::EVENTS_BYTES, 0);
+
+/// Flow key to counter slot.
+#[map]
+pub static FLOWS: HashMap<FlowKey, u32> = HashMap::with_max_entries(maps::FLOW_SLOTS, 0);
+
+/// Counters per slot; user space reads them through `mmap`.
+#[map]
+pub static COUNTERS: Array<FlowCounters> =
+    Array::with_max_entries(maps::FLOW_SLOTS, BPF_F_MMAPABLE);
+
+/// Slots not in use; user space fills it at start and gives slots back.
+#[map]
+pub static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(maps::FLOW_SLOTS, 0);
+
+/// Per-CPU statistics indexed by `dropscope_abi::Stat`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+/// Which drop reasons to report (one entry).
+#[map]
+pub static REASON_FILTER: Array<ReasonFilter> = Array::with_max_entries(1, 0);

@@ -1,0 +1,2 @@
+//! The `dropscope` binary.
+fn main() {}

@@ -1,0 +1,122 @@
+//! Events: what `track` makes of records and every sink receives.
+
+use std::{sync::Arc, time::SystemTime};
+
+use serde::{Serialize, Serializer};
+
+use super::{
+    record::{Conntrack, DropReason, TcpFlags},
+    tuple::Tuple,
+};
+
+/// A kernel code address and, when it could be resolved, `function+offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct KernelLocation {
+    /// The address (as `/proc/kallsyms` numbers it).
+    #[serde(serialize_with = "hex")]
+    pub address: u64,
+    /// `function+0xoffset`, when the address resolves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<Arc<str>>,
+}
+
+fn hex<S: Serializer>(address: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{address:#x}"))
+}
+
+/// Where a drop event stands in the life of its flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// First drop of the flow.
+    New,
+    /// More drops of a flow already reported: the counts are cumulative.
+    Update,
+    /// The flow has been idle and is retired: final counts.
+    End,
+}
+
+/// A dropped flow: one per first sight, then updates with cumulative counts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DropEvent {
+    /// Identifies the flow across its `new`, `update` and `end` events
+    /// (unique per agent run).
+    pub flow_id: u64,
+    /// New, update or end.
+    pub kind: EventKind,
+    /// Why the kernel dropped it.
+    pub reason: DropReason,
+    /// Where in the kernel.
+    pub location: KernelLocation,
+    /// The tuple in the packet headers at the drop (post-NAT).
+    pub packet: Tuple,
+    /// Conntrack tuples (original before NAT, reply after), when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<Conntrack>,
+    /// TCP flags of the first dropped packet.
+    pub tcp_flags: TcpFlags,
+    /// OR of the TCP flags of every dropped packet of the flow.
+    pub tcp_flags_seen: TcpFlags,
+    /// Network namespace inode (0 when unknown).
+    pub netns: u32,
+    /// ifindex of the device at the drop (0 when none).
+    pub ifindex: u32,
+    /// ifindex the packet arrived on (0 when sent locally).
+    pub ingress_ifindex: u32,
+    /// Packets dropped so far.
+    pub packets: u64,
+    /// Bytes dropped so far.
+    pub bytes: u64,
+    /// First drop.
+    #[serde(serialize_with = "rfc3339")]
+    pub first_seen: SystemTime,
+    /// Latest drop.
+    #[serde(serialize_with = "rfc3339")]
+    pub last_seen: SystemTime,
+    /// False when the kernel had no free flow slot and reported this drop
+    /// on its own (it is then exactly one packet).
+    pub aggregated: bool,
+}
+
+/// Serializes a time as RFC 3339 with nanoseconds, UTC.
+pub fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_nanos(*time))
+}
+
+/// Where events were lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossSource {
+    /// The kernel ring buffer was full: drops not in any event.
+    KernelRingFull,
+    /// The kernel skipped invocations (program already running on the CPU).
+    KernelRecursion,
+    /// A queue between two pipeline steps was full.
+    Pipeline,
+    /// This subscriber read too slowly and missed events.
+    Subscriber,
+}
+
+/// Events or drops that were lost, as a message in the stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LossEvent {
+    /// Where.
+    pub source: LossSource,
+    /// Lost since the previous loss event of this source.
+    pub lost: u64,
+    /// Lost since the agent started.
+    pub total: u64,
+    /// When it was noticed.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+}
+
+/// What flows to the sinks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A dropped flow.
+    Drop(Arc<DropEvent>),
+    /// Lost drops or events.
+    Loss(LossEvent),
+}

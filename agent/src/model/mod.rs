@@ -1,0 +1,10 @@
+//! The types that flow down the pipeline: tuples, drop records, events and
+//! losses. No I/O here; every step may import it.
+
+pub mod event;
+pub mod record;
+pub mod tuple;
+
+pub use event::{DropEvent, Event, EventKind, KernelLocation, LossEvent, LossSource};
+pub use record::{DropRecord, DropReason, FlowSample, Record, TcpFlags};
+pub use tuple::{Endpoint, Protocol, Tuple};

@@ -1,0 +1,196 @@
+//! Decoded kernel records: what `decode` makes of the ring buffer and of the
+//! flow counters, before `track` turns them into events.
+
+use std::{fmt, sync::Arc, time::SystemTime};
+
+use serde::{Serialize, Serializer};
+
+use super::{event::KernelLocation, tuple::Tuple};
+
+/// A value of the running kernel's `enum skb_drop_reason`, with its name
+/// from the kernel's BTF (without the `SKB_DROP_REASON_` prefix).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DropReason {
+    /// The number, as the running kernel defines it.
+    pub code: u32,
+    /// The name, when the running kernel's BTF has one for this number.
+    pub name: Option<Arc<str>>,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => f.write_str(name),
+            None => write!(f, "UNKNOWN_{}", self.code),
+        }
+    }
+}
+
+impl Serialize for DropReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// TCP header flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    const NAMES: [(u8, &'static str); 8] = [
+        (0x02, "SYN"),
+        (0x10, "ACK"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+
+    /// The names of the flags that are set, SYN and ACK first.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(bit, _)| self.0 & bit != 0)
+            .map(|(_, name)| name)
+    }
+
+    /// True when SYN is set and ACK is not: a connection attempt.
+    pub fn is_connect(self) -> bool {
+        self.0 & 0x12 == 0x02
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = self.names();
+        match names.next() {
+            None => f.write_str("-"),
+            Some(first) => {
+                f.write_str(first)?;
+                names.try_for_each(|name| write!(f, "|{name}"))
+            }
+        }
+    }
+}
+
+impl Serialize for TcpFlags {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.names())
+    }
+}
+
+/// The conntrack entry a dropped packet carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Conntrack {
+    /// Original direction, as the client sent it (e.g. to a Service VIP).
+    pub original: Tuple,
+    /// Reply direction, as the server answers (after DNAT: the backend).
+    pub reply: Tuple,
+}
+
+impl Conntrack {
+    /// The original tuple as NAT rewrote it: the destination of the reply's
+    /// source and the source of the reply's destination.
+    pub fn translated(&self) -> Tuple {
+        Tuple {
+            src: self.reply.dst,
+            dst: self.reply.src,
+            protocol: self.original.protocol,
+        }
+    }
+
+    /// True when NAT changed the destination (DNAT, e.g. a Service).
+    pub fn is_dnat(&self) -> bool {
+        self.original.dst != self.reply.src
+    }
+
+    /// True when NAT changed the source (SNAT, masquerade).
+    pub fn is_snat(&self) -> bool {
+        self.original.src != self.reply.dst
+    }
+}
+
+/// First sight of a dropped flow, or one drop the kernel could not aggregate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropRecord {
+    /// Counter slot of the flow in the kernel, `None` for a single drop.
+    pub slot: Option<u32>,
+    /// When the kernel dropped it.
+    pub time: SystemTime,
+    /// CPU it was dropped on.
+    pub cpu: u32,
+    /// Why the kernel dropped it.
+    pub reason: DropReason,
+    /// Where in the kernel it was dropped.
+    pub location: KernelLocation,
+    /// The tuple in the packet headers at the drop (post-NAT).
+    pub packet: Tuple,
+    /// The conntrack entry, when the packet had one.
+    pub conntrack: Option<Conntrack>,
+    /// Network namespace inode number (0 when unknown).
+    pub netns: u32,
+    /// ifindex of the device it was on (0 when none).
+    pub ifindex: u32,
+    /// ifindex it arrived on (0 when sent locally).
+    pub ingress_ifindex: u32,
+    /// Packet length in bytes.
+    pub len: u32,
+    /// TCP flags of the packet.
+    pub tcp_flags: TcpFlags,
+}
+
+/// The counters of one aggregated flow, read from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowSample {
+    /// Counter slot it was read from.
+    pub slot: u32,
+    /// Packets dropped so far.
+    pub packets: u64,
+    /// Bytes dropped so far.
+    pub bytes: u64,
+    /// First drop.
+    pub first: SystemTime,
+    /// Latest drop.
+    pub last: SystemTime,
+    /// OR of every dropped packet's TCP flags.
+    pub tcp_flags: TcpFlags,
+    /// The flow went idle and its slot was retired: this is its final count.
+    pub ended: bool,
+}
+
+/// Cumulative kernel-side statistics (sums over CPUs since load).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KernelStats {
+    /// Freed skbs the hook saw.
+    pub seen: u64,
+    /// Frees whose reason is not selected (normal frees, noise).
+    pub filtered: u64,
+    /// Selected drops that were not IPv4/IPv6 or not readable.
+    pub not_ip: u64,
+    /// Selected drops added to a known flow.
+    pub aggregated: u64,
+    /// Selected drops that started a flow.
+    pub new_flows: u64,
+    /// Selected drops reported alone (no free flow slot).
+    pub unaggregated: u64,
+    /// Selected drops lost because the ring buffer was full.
+    pub lost_ring_full: u64,
+    /// Failed kernel reads.
+    pub read_errors: u64,
+    /// Invocations the kernel skipped because the program was already
+    /// running on that CPU (BPF recursion protection).
+    pub recursion_misses: u64,
+}
+
+/// What the capture step hands on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A new flow (or single drop) from the ring buffer.
+    Drop(DropRecord),
+    /// Counters of a known flow that changed, or its final count.
+    Sample(FlowSample),
+    /// Kernel statistics, sent when they change.
+    Stats(KernelStats),
+}
