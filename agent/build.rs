@@ -5,8 +5,9 @@ use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=DROPSCOPE_NIGHTLY");
-    let nightly = std::env::var("DROPSCOPE_NIGHTLY")
-        .context("DROPSCOPE_NIGHTLY is not set: build through cargo (it comes from .cargo/config.toml)")?;
+    let nightly = std::env::var("DROPSCOPE_NIGHTLY").context(
+        "DROPSCOPE_NIGHTLY is not set: build through cargo (it comes from .cargo/config.toml)",
+    )?;
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

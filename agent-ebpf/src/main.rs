@@ -7,7 +7,10 @@
 #![no_std]
 #![no_main]
 // Atomic add on the memory-mapped flow counters (see `aggregate`).
-#![allow(internal_features, reason = "atomic_xadd: no fetch_add on the BPF target")]
+#![allow(
+    internal_features,
+    reason = "atomic_xadd: no fetch_add on the BPF target"
+)]
 #![feature(core_intrinsics)]
 
 mod aggregate;

@@ -1,8 +1,19 @@
 //! dropscope: turns silent packet drops into named, explained events.
 //!
-//! The data path, one module per step:
-//! kernel hook → [`capture`] (ring buffer, flow counters) → [`decode`] →
-//! [`track`] → [`fanout`] → sinks ([`print`]). [`pipeline`] wires them.
+//! The data path, one module per step: kernel hook ([`kernel`]) → ring
+//! buffer and flow counters ([`capture`]) → [`decode`] → [`track`] →
+//! [`fanout`] → sinks ([`print`]). [`pipeline`] wires them; [`model`] holds
+//! the types that flow between them.
 #![deny(missing_docs)]
 
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod fanout;
+pub mod kernel;
 pub mod model;
+pub mod pipeline;
+pub mod print;
+pub mod telemetry;
+pub mod track;

@@ -6,5 +6,6 @@ pub mod record;
 pub mod tuple;
 
 pub use event::{DropEvent, Event, EventKind, KernelLocation, LossEvent, LossSource};
-pub use record::{DropRecord, DropReason, FlowSample, Record, TcpFlags};
+pub use record::{Conntrack, KernelStats};
+pub use record::{DropReason, DropRecord, FlowSample, Record, TcpFlags};
 pub use tuple::{Endpoint, Protocol, Tuple};

@@ -97,9 +97,8 @@ pub struct Tuple {
 impl Tuple {
     /// ICMP type and code, for ICMP tuples.
     pub fn icmp(&self) -> Option<(u8, u8)> {
-        self.protocol
-            .is_icmp()
-            .then(|| ((self.dst.port >> 8) as u8, self.dst.port as u8))
+        let [kind, code] = self.dst.port.to_be_bytes();
+        self.protocol.is_icmp().then_some((kind, code))
     }
 }
 

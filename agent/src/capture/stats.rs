@@ -1,0 +1,46 @@
+//! Kernel-side statistics: the per-CPU `STATS` counters summed over CPUs,
+//! plus the program's recursion misses from the kernel's own bookkeeping.
+
+use aya::maps::{MapData, PerCpuArray};
+use dropscope_abi::Stat;
+
+use super::Error;
+use crate::{kernel::programs::ProgramStatsReader, model::record::KernelStats};
+
+/// Reads [`KernelStats`].
+pub struct StatsReader {
+    stats: PerCpuArray<MapData, u64>,
+    program: ProgramStatsReader,
+}
+
+impl StatsReader {
+    /// Reads from the `STATS` map and the attached program.
+    pub fn new(stats: PerCpuArray<MapData, u64>, program: ProgramStatsReader) -> Self {
+        Self { stats, program }
+    }
+
+    /// Cumulative statistics now.
+    pub fn read(&self) -> Result<KernelStats, Error> {
+        let sum = |stat: Stat| -> Result<u64, Error> {
+            let values = self
+                .stats
+                .get(&(stat as u32), 0)
+                .map_err(|source| Error::Map {
+                    map: dropscope_abi::maps::STATS,
+                    source: Box::new(source),
+                })?;
+            Ok(values.iter().sum())
+        };
+        Ok(KernelStats {
+            seen: sum(Stat::Seen)?,
+            filtered: sum(Stat::Filtered)?,
+            not_ip: sum(Stat::NotIp)?,
+            aggregated: sum(Stat::Aggregated)?,
+            new_flows: sum(Stat::NewFlow)?,
+            unaggregated: sum(Stat::Unaggregated)?,
+            lost_ring_full: sum(Stat::LostRingFull)?,
+            read_errors: sum(Stat::ReadErrors)?,
+            recursion_misses: self.program.read()?.recursion_misses,
+        })
+    }
+}

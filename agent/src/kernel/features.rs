@@ -1,0 +1,129 @@
+//! Checks and fixes for what the kernel programs need from the machine:
+//! privilege, tracefs, the memlock limit, and the classic tracepoint's
+//! record layout.
+
+use std::path::{Path, PathBuf};
+
+use dropscope_abi::TracepointOffsets;
+
+use super::Error;
+
+/// Where tracefs normally lives.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Fails with a fix when the process cannot load eBPF programs.
+pub fn require_privilege() -> Result<(), Error> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 || has_cap_bpf() {
+        Ok(())
+    } else {
+        Err(Error::NotPrivileged)
+    }
+}
+
+/// True when the effective capability set has CAP_BPF (39) and CAP_PERFMON (38).
+fn has_cap_bpf() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 39) != 0 && caps & (1 << 38) != 0)
+}
+
+/// Mounts tracefs at [`TRACEFS`] when it is not mounted yet.
+pub fn ensure_tracefs() -> Result<PathBuf, Error> {
+    let root = PathBuf::from(TRACEFS);
+    if root.join("events").is_dir() {
+        return Ok(root);
+    }
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .status();
+    match mounted {
+        Ok(status) if status.success() && root.join("events").is_dir() => {
+            tracing::info!(path = TRACEFS, "mounted tracefs");
+            Ok(root)
+        }
+        Ok(status) => Err(Error::Tracefs {
+            path: root,
+            source: std::io::Error::other(format!("mount exited with {status}")),
+        }),
+        Err(source) => Err(Error::Tracefs { path: root, source }),
+    }
+}
+
+/// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF memory to it
+/// (before 5.11); harmless on newer ones.
+pub fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+/// Reads the field offsets of `skb:kfree_skb` from its format file.
+pub fn kfree_skb_format(tracefs: &Path) -> Result<TracepointOffsets, Error> {
+    let path = tracefs.join("events/skb/kfree_skb/format");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let field = |name: &str| {
+        format_offset(&text, name).ok_or_else(|| Error::TracepointFormat {
+            path: path.clone(),
+            field: name.to_owned(),
+        })
+    };
+    Ok(TracepointOffsets {
+        skbaddr: field("skbaddr")?,
+        location: field("location")?,
+        reason: field("reason")?,
+    })
+}
+
+/// The `offset:` of field `name` in a tracepoint format text.
+fn format_offset(format: &str, name: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let line = line.trim();
+        let declaration = line.strip_prefix("field:")?.split(';').next()?;
+        let field_name = declaration.rsplit([' ', '*']).next()?;
+        if field_name != name {
+            return None;
+        }
+        line.split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))
+            .and_then(|offset| offset.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMAT_6_18: &str = "name: kfree_skb
+ID: 2310
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:void * rx_sk;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:unsigned short protocol;\toffset:32;\tsize:2;\tsigned:0;
+\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;
+";
+
+    #[test]
+    fn reads_offsets_from_a_format_file() {
+        assert_eq!(format_offset(FORMAT_6_18, "skbaddr"), Some(8));
+        assert_eq!(format_offset(FORMAT_6_18, "location"), Some(16));
+        assert_eq!(format_offset(FORMAT_6_18, "reason"), Some(36));
+        assert_eq!(format_offset(FORMAT_6_18, "missing"), None);
+    }
+}

@@ -1,0 +1,294 @@
+//! Loading the embedded eBPF object into the running kernel, attaching the
+//! `kfree_skb` hook, and handing its maps over.
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, Queue, RingBuf},
+    programs::{BtfTracePoint, ProgramFd, TracePoint},
+};
+use dropscope_abi::{FlowKey, ReasonFilter, globals, maps};
+
+use super::{DropReasonNames, Error, KernelBtf, features};
+use crate::config::KernelConfig;
+
+/// The kernel object, built by `agent/build.rs` for bpfel.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dropscope"));
+
+/// Which kind of hook carries the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    /// `tp_btf/kfree_skb`, falling back to the classic tracepoint.
+    Auto,
+    /// `tp_btf/kfree_skb` only.
+    Btf,
+    /// Classic `tracepoint/skb/kfree_skb` only.
+    Tracepoint,
+}
+
+/// The loaded programs; dropping this detaches them.
+pub struct Kernel {
+    _ebpf: Ebpf,
+    /// Names of this kernel's drop reasons.
+    pub reasons: DropReasonNames,
+    /// The hook that is attached.
+    pub attached: Hook,
+}
+
+/// The maps `capture` reads.
+pub struct KernelMaps {
+    /// First sight of flows.
+    pub events: RingBuf<MapData>,
+    /// Flow key to counter slot.
+    pub flows: HashMap<MapData, FlowKey, u32>,
+    /// The memory-mappable counter array.
+    pub counters: MapData,
+    /// Free counter slots.
+    pub free_slots: Queue<MapData, u32>,
+    /// Per-CPU statistics.
+    pub stats: PerCpuArray<MapData, u64>,
+    /// Number of counter slots.
+    pub slots: u32,
+    /// Run-time statistics of the attached program.
+    pub program: ProgramStatsReader,
+}
+
+impl Kernel {
+    /// Checks the machine, loads the object with this kernel's offsets,
+    /// sets the reason filter and attaches the hook.
+    pub fn load(config: &KernelConfig) -> Result<(Self, KernelMaps), Error> {
+        features::require_privilege()?;
+        features::raise_memlock_limit();
+        let tracefs = features::ensure_tracefs()?;
+        let btf_path = Path::new(super::btf::VMLINUX_BTF);
+        let kernel_btf = KernelBtf::load(btf_path)?;
+        let reasons = kernel_btf.drop_reasons()?;
+        let filter = config.drop_reasons.resolve(&reasons)?;
+        let tracepoint_layout = features::kfree_skb_format(&tracefs)?;
+        let offsets = kernel_btf.kernel_offsets(tracepoint_layout)?;
+        tracing::debug!(
+            ?offsets,
+            reasons = reasons.len(),
+            "resolved kernel layout from BTF"
+        );
+
+        let slots = config.flow_slots.max(1);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::OFFSETS, &offsets, true)
+            .map_max_entries(maps::FLOWS, slots)
+            .map_max_entries(maps::COUNTERS, slots)
+            .map_max_entries(maps::FREE_SLOTS, slots)
+            .map_max_entries(maps::EVENTS, config.ring_bytes)
+            .load(OBJECT)
+            .map_err(|error| Error::Load(Box::new(error)))?;
+
+        let mut filter_map: Array<MapData, ReasonFilter> = take(&mut ebpf, maps::REASON_FILTER)?;
+        filter_map
+            .set(0, &filter, 0)
+            .map_err(|source| map_error(maps::REASON_FILTER, source))?;
+        let mut free_slots: Queue<MapData, u32> = take(&mut ebpf, maps::FREE_SLOTS)?;
+        for slot in 0..slots {
+            free_slots
+                .push(&slot, 0)
+                .map_err(|source| map_error(maps::FREE_SLOTS, source))?;
+        }
+
+        let (attached, program) = attach(&mut ebpf, config.hook)?;
+        tracing::info!(hook = ?attached, slots, "attached kfree_skb");
+        let maps = KernelMaps {
+            events: take(&mut ebpf, maps::EVENTS)?,
+            flows: take(&mut ebpf, maps::FLOWS)?,
+            counters: take_data(&mut ebpf, maps::COUNTERS)?,
+            free_slots,
+            stats: take(&mut ebpf, maps::STATS)?,
+            slots,
+            program,
+        };
+        Ok((
+            Self {
+                _ebpf: ebpf,
+                reasons,
+                attached,
+            },
+            maps,
+        ))
+    }
+}
+
+const BTF_PROGRAM: &str = "kfree_skb_btf";
+const TRACEPOINT_PROGRAM: &str = "kfree_skb_tracepoint";
+
+fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(Hook, ProgramStatsReader), Error> {
+    if hook != Hook::Tracepoint {
+        match attach_btf(ebpf) {
+            Ok(fd) => return Ok((Hook::Btf, fd)),
+            Err(error) if hook == Hook::Auto => {
+                tracing::warn!(%error, "tp_btf/kfree_skb unavailable, falling back to the classic tracepoint");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((Hook::Tracepoint, attach_tracepoint(ebpf)?))
+}
+
+fn attach_btf(ebpf: &mut Ebpf) -> Result<ProgramStatsReader, Error> {
+    let program_error = |action, source| Error::Program {
+        action,
+        program: BTF_PROGRAM,
+        source: Box::new(source),
+    };
+    let btf = aya::Btf::from_sys_fs().map_err(|error| Error::BtfRead {
+        path: super::btf::VMLINUX_BTF.into(),
+        message: error.to_string(),
+    })?;
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(BTF_PROGRAM)
+        .ok_or_else(|| missing_program(BTF_PROGRAM))?
+        .try_into()
+        .map_err(|source| program_error("find", source))?;
+    program
+        .load("kfree_skb", &btf)
+        .map_err(|source| program_error("load", source))?;
+    program
+        .attach()
+        .map_err(|source| program_error("attach", source))?;
+    let fd = program
+        .fd()
+        .map_err(|source| program_error("inspect", source))?;
+    ProgramStatsReader::new(fd)
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf) -> Result<ProgramStatsReader, Error> {
+    let program_error = |action, source| Error::Program {
+        action,
+        program: TRACEPOINT_PROGRAM,
+        source: Box::new(source),
+    };
+    let program: &mut TracePoint = ebpf
+        .program_mut(TRACEPOINT_PROGRAM)
+        .ok_or_else(|| missing_program(TRACEPOINT_PROGRAM))?
+        .try_into()
+        .map_err(|source| program_error("find", source))?;
+    program
+        .load()
+        .map_err(|source| program_error("load", source))?;
+    program
+        .attach("skb", "kfree_skb")
+        .map_err(|source| program_error("attach", source))?;
+    let fd = program
+        .fd()
+        .map_err(|source| program_error("inspect", source))?;
+    ProgramStatsReader::new(fd)
+}
+
+fn missing_program(program: &'static str) -> Error {
+    Error::Program {
+        action: "find",
+        program,
+        source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or_else(|| {
+        map_error(
+            name,
+            aya::maps::MapError::InvalidName {
+                name: name.to_owned(),
+            },
+        )
+    })?;
+    T::try_from(map).map_err(|source| map_error(name, source))
+}
+
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, Error> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        _ => Err(map_error(
+            name,
+            aya::maps::MapError::InvalidName {
+                name: name.to_owned(),
+            },
+        )),
+    }
+}
+
+fn map_error(map: &'static str, source: aya::maps::MapError) -> Error {
+    Error::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+/// Run-time statistics of a loaded program, as the kernel keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Invocations counted while BPF stats were enabled.
+    pub run_count: u64,
+    /// Nanoseconds spent in the program while BPF stats were enabled.
+    pub run_time_ns: u64,
+    /// Invocations skipped because the program was already running on that CPU.
+    pub recursion_misses: u64,
+}
+
+/// Reads [`ProgramStats`] with `BPF_OBJ_GET_INFO_BY_FD`.
+pub struct ProgramStatsReader {
+    fd: ProgramFd,
+}
+
+impl ProgramStatsReader {
+    fn new(fd: &ProgramFd) -> Result<Self, Error> {
+        let fd = fd.try_clone().map_err(|source| Error::Syscall {
+            call: "dup(program fd)",
+            source,
+        })?;
+        Ok(Self { fd })
+    }
+
+    /// The program's statistics now.
+    pub fn read(&self) -> Result<ProgramStats, Error> {
+        #[repr(C)]
+        struct InfoByFd {
+            bpf_fd: u32,
+            info_len: u32,
+            info: u64,
+        }
+        let mut info: aya_obj::generated::bpf_prog_info =
+            // SAFETY: a plain C struct of integers; all-zero is valid.
+            unsafe { std::mem::zeroed() };
+        let mut attr = InfoByFd {
+            bpf_fd: self.fd.as_fd().as_raw_fd() as u32,
+            info_len: std::mem::size_of_val(&info) as u32,
+            info: &raw mut info as u64,
+        };
+        const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+        // SAFETY: attr points at a valid bpf_attr prefix and info buffer of
+        // the stated length, both live for the call.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_OBJ_GET_INFO_BY_FD,
+                &raw mut attr,
+                std::mem::size_of::<InfoByFd>(),
+            )
+        };
+        if result != 0 {
+            return Err(Error::Syscall {
+                call: "bpf(BPF_OBJ_GET_INFO_BY_FD)",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(ProgramStats {
+            run_count: info.run_cnt,
+            run_time_ns: info.run_time_ns,
+            recursion_misses: info.recursion_misses,
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! The data path, wired: kernel → capture → track → fanout → sinks. This is
+//! the only module that knows every step; it makes every channel and task
+//! and owns shutdown.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+use tracing::Instrument as _;
+
+use crate::{
+    capture::Capture,
+    config::AgentConfig,
+    decode::{Clock, Decoder, Symbols, symbols::KALLSYMS},
+    fanout::Hub,
+    kernel::Kernel,
+    print,
+    track::Tracker,
+};
+
+/// Runs the agent until SIGINT/SIGTERM (or the configured duration), then
+/// drains what is pending and detaches from the kernel.
+pub async fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
+    let stats_guard = if config.bpf_stats {
+        Some(
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .context("enabling BPF run-time statistics")?,
+        )
+    } else {
+        None
+    };
+    let (kernel, maps) = Kernel::load(&config.kernel)?;
+    let program_stats = maps.program.read().ok();
+    let decoder = Decoder::new(kernel.reasons.clone(), Symbols::new(KALLSYMS), Clock::now());
+    let capture = Capture::new(maps, decoder, config.capture)?;
+
+    let (record_tx, record_rx) = mpsc::channel(config.record_queue);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let hub = Hub::new(config.fanout);
+    let printer = tokio::spawn(
+        print::events::run(hub.subscribe(), config.output).instrument(tracing::info_span!("print")),
+    );
+    let tracker = tokio::spawn(
+        Tracker::new()
+            .run(record_rx, hub)
+            .instrument(tracing::info_span!("track")),
+    );
+    let capture = tokio::spawn(
+        capture
+            .run(record_tx, shutdown_rx)
+            .instrument(tracing::info_span!("capture")),
+    );
+    tracing::info!(hook = ?kernel.attached, reasons = %config.kernel.drop_reasons, "dropscope agent running");
+
+    wait_for_stop(config.duration).await?;
+    tracing::info!("stopping");
+    let _ = shutdown_tx.send(true);
+    capture.await.context("capture task")??;
+    let stats = tracker.await.context("track task")?;
+    printer.await.context("print task")?;
+    drop(kernel);
+    tracing::info!(
+        seen = stats.seen,
+        filtered = stats.filtered,
+        new_flows = stats.new_flows,
+        aggregated = stats.aggregated,
+        unaggregated = stats.unaggregated,
+        not_ip = stats.not_ip,
+        lost_ring_full = stats.lost_ring_full,
+        recursion_misses = stats.recursion_misses,
+        "detached; kernel statistics"
+    );
+    if let (Some(_guard), Some(before)) = (stats_guard, program_stats) {
+        tracing::info!(
+            run_count_at_attach = before.run_count,
+            "BPF statistics were enabled for this run"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_stop(duration: Option<Duration>) -> anyhow::Result<()> {
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let limit = async {
+        match duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        () = limit => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Terminal and JSON output: the only place that writes to stdout.
+pub mod events;

@@ -1,0 +1,152 @@
+//! Joins kernel records into flow events: a `new` event on a flow's first
+//! drop, `update`s with cumulative counts while it keeps being dropped, an
+//! `end` with the final counts when the kernel retires it; and loss events
+//! when the kernel reports drops it could not deliver.
+//!
+//! Memory is bounded by the kernel's slot count: a flow is held from its
+//! first record to its final sample, and single (unaggregated) drops are
+//! never held.
+
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    fanout::Hub,
+    model::{
+        DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Record,
+        record::KernelStats,
+    },
+};
+
+/// The flow tracker.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    flows: HashMap<u32, Arc<DropEvent>>,
+    next_flow_id: u64,
+    stats: KernelStats,
+}
+
+impl Tracker {
+    /// A tracker with no flows.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of flows held.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// True when no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The events one record produces.
+    pub fn on_record(&mut self, record: Record) -> Vec<Event> {
+        match record {
+            Record::Drop(drop) => vec![self.on_drop(drop)],
+            Record::Sample(sample) => self.on_sample(sample).into_iter().collect(),
+            Record::Stats(stats) => self.on_stats(stats),
+        }
+    }
+
+    fn on_drop(&mut self, drop: DropRecord) -> Event {
+        self.next_flow_id += 1;
+        let event = Arc::new(DropEvent {
+            flow_id: self.next_flow_id,
+            kind: EventKind::New,
+            reason: drop.reason,
+            location: drop.location,
+            packet: drop.packet,
+            conntrack: drop.conntrack,
+            tcp_flags: drop.tcp_flags,
+            tcp_flags_seen: drop.tcp_flags,
+            netns: drop.netns,
+            ifindex: drop.ifindex,
+            ingress_ifindex: drop.ingress_ifindex,
+            packets: 1,
+            bytes: u64::from(drop.len),
+            first_seen: drop.time,
+            last_seen: drop.time,
+            aggregated: drop.slot.is_some(),
+        });
+        if let Some(slot) = drop.slot {
+            self.flows.insert(slot, Arc::clone(&event));
+        }
+        Event::Drop(event)
+    }
+
+    fn on_sample(&mut self, sample: FlowSample) -> Option<Event> {
+        let Some(flow) = self.flows.get(&sample.slot) else {
+            tracing::debug!(slot = sample.slot, "sample for a slot with no flow");
+            return None;
+        };
+        let mut event = DropEvent::clone(flow);
+        event.kind = if sample.ended {
+            EventKind::End
+        } else {
+            EventKind::Update
+        };
+        event.packets = sample.packets;
+        event.bytes = sample.bytes;
+        event.first_seen = sample.first;
+        event.last_seen = sample.last;
+        event.tcp_flags_seen = sample.tcp_flags;
+        let event = Arc::new(event);
+        if sample.ended {
+            self.flows.remove(&sample.slot);
+        } else {
+            self.flows.insert(sample.slot, Arc::clone(&event));
+        }
+        Some(Event::Drop(event))
+    }
+
+    fn on_stats(&mut self, stats: KernelStats) -> Vec<Event> {
+        let now = SystemTime::now();
+        let mut events = Vec::new();
+        let mut loss = |source, before: u64, after: u64| {
+            if after > before {
+                events.push(Event::Loss(LossEvent {
+                    source,
+                    lost: after - before,
+                    total: after,
+                    time: now,
+                }));
+            }
+        };
+        loss(
+            LossSource::KernelRingFull,
+            self.stats.lost_ring_full,
+            stats.lost_ring_full,
+        );
+        loss(
+            LossSource::KernelRecursion,
+            self.stats.recursion_misses,
+            stats.recursion_misses,
+        );
+        tracing::debug!(?stats, "kernel statistics");
+        self.stats = stats;
+        events
+    }
+
+    /// The latest kernel statistics.
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.stats
+    }
+
+    /// Runs until `input` closes, publishing to `hub`; returns the last
+    /// kernel statistics.
+    pub async fn run(mut self, mut input: mpsc::Receiver<Record>, hub: Hub) -> KernelStats {
+        while let Some(record) = input.recv().await {
+            for event in self.on_record(record) {
+                hub.publish(event);
+            }
+        }
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Tracking tests: typed records in, events out.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, SystemTime},
+};
+
+use super::*;
+use crate::model::{DropReason, Endpoint, KernelLocation, Protocol, TcpFlags, Tuple};
+
+fn drop_record(slot: Option<u32>) -> DropRecord {
+    DropRecord {
+        slot,
+        time: SystemTime::UNIX_EPOCH,
+        cpu: 0,
+        reason: DropReason {
+            code: 12,
+            name: Some("NETFILTER_DROP".into()),
+        },
+        location: KernelLocation {
+            address: 1,
+            symbol: None,
+        },
+        packet: Tuple {
+            src: Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                port: 1000,
+            },
+            dst: Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                port: 80,
+            },
+            protocol: Protocol::Tcp,
+        },
+        conntrack: None,
+        netns: 1,
+        ifindex: 2,
+        ingress_ifindex: 0,
+        len: 60,
+        tcp_flags: TcpFlags(0x02),
+    }
+}
+
+fn sample(slot: u32, packets: u64, ended: bool) -> FlowSample {
+    FlowSample {
+        slot,
+        packets,
+        bytes: packets * 60,
+        first: SystemTime::UNIX_EPOCH,
+        last: SystemTime::UNIX_EPOCH + Duration::from_secs(packets),
+        tcp_flags: TcpFlags(0x02),
+        ended,
+    }
+}
+
+fn drop_of(event: &Event) -> &DropEvent {
+    match event {
+        Event::Drop(drop) => drop,
+        other => panic!("expected a drop event, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_flow_is_new_then_updated_then_ended_with_cumulative_counts() {
+    let mut tracker = Tracker::new();
+    let new = tracker.on_record(Record::Drop(drop_record(Some(3))));
+    let first = drop_of(&new[0]);
+    assert_eq!(
+        (first.kind, first.packets, first.bytes),
+        (EventKind::New, 1, 60)
+    );
+    assert!(first.aggregated);
+
+    let update = tracker.on_record(Record::Sample(sample(3, 4, false)));
+    let update = drop_of(&update[0]);
+    assert_eq!(
+        (update.kind, update.packets, update.flow_id),
+        (EventKind::Update, 4, first.flow_id)
+    );
+    assert_eq!(
+        update.packet, first.packet,
+        "updates carry the flow's tuple"
+    );
+
+    let end = tracker.on_record(Record::Sample(sample(3, 5, true)));
+    let end = drop_of(&end[0]);
+    assert_eq!((end.kind, end.packets), (EventKind::End, 5));
+    assert!(tracker.is_empty(), "ended flows are forgotten");
+    assert!(
+        tracker
+            .on_record(Record::Sample(sample(3, 6, false)))
+            .is_empty()
+    );
+}
+
+#[test]
+fn unaggregated_drops_are_single_events_and_not_held() {
+    let mut tracker = Tracker::new();
+    let events = tracker.on_record(Record::Drop(drop_record(None)));
+    let event = drop_of(&events[0]);
+    assert!(!event.aggregated);
+    assert_eq!(event.packets, 1);
+    assert!(tracker.is_empty());
+}
+
+#[test]
+fn flows_get_distinct_ids() {
+    let mut tracker = Tracker::new();
+    let a = tracker.on_record(Record::Drop(drop_record(Some(1))));
+    let b = tracker.on_record(Record::Drop(drop_record(Some(2))));
+    assert_ne!(drop_of(&a[0]).flow_id, drop_of(&b[0]).flow_id);
+    assert_eq!(tracker.len(), 2);
+}
+
+#[test]
+fn kernel_losses_become_loss_events_with_deltas() {
+    let mut tracker = Tracker::new();
+    let stats = |lost| KernelStats {
+        lost_ring_full: lost,
+        ..KernelStats::default()
+    };
+    assert!(tracker.on_record(Record::Stats(stats(0))).is_empty());
+    let events = tracker.on_record(Record::Stats(stats(7)));
+    match &events[..] {
+        [Event::Loss(loss)] => {
+            assert_eq!(
+                (loss.source, loss.lost, loss.total),
+                (LossSource::KernelRingFull, 7, 7)
+            );
+        }
+        other => panic!("expected one loss event, got {other:?}"),
+    }
+    let events = tracker.on_record(Record::Stats(stats(9)));
+    assert!(matches!(
+        &events[..],
+        [Event::Loss(LossEvent {
+            lost: 2,
+            total: 9,
+            ..
+        })]
+    ));
+    assert_eq!(tracker.kernel_stats().lost_ring_full, 9);
+}
