@@ -1,6 +1,8 @@
 //! Logs: `tracing` to stderr, plain or JSON, level from `--log-level` or
 //! `RUST_LOG`.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// Log line format.
@@ -20,7 +22,10 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
         _ => EnvFilter::try_new(level)?,
     };
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask COMMAND`: the project's own build tool. It is compiled by
+//! whatever cargo the machine has; it installs the pinned toolchains and
+//! calls `cargo +TOOLCHAIN` for everything else.
+
+mod bootstrap;
+mod build;
+mod process;
+mod run;
+mod test;
+mod toolchain;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <command> [options]
+
+commands:
+  bootstrap              install what is missing (toolchains, bpf-linker, apt packages, tracefs)
+  build                  bootstrap, then build target/release/dropscope
+  run [-- ARGS]          build, then run `dropscope agent ARGS` as root (Ctrl-C to stop)
+  test [--unit|--e2e] [-- FILTER]
+                         bootstrap, then fmt, clippy, unit and end-to-end tests
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "bootstrap" => bootstrap::run(),
+        "build" => build::run(),
+        "run" => run::run(&rest),
+        "test" => test::run(&rest),
+        "" | "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}

@@ -1,0 +1,230 @@
+//! The real `dropscope` binary (path in `DROPSCOPE_BIN`, set by
+//! `cargo xtask test`), run as a child with JSON output; its events are
+//! collected as they arrive and queried by the tests.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    net::IpAddr,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// A running agent; killed on drop.
+pub struct Agent {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<String>>,
+}
+
+/// One side of a tuple in an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointView {
+    /// Address.
+    pub ip: IpAddr,
+    /// Port.
+    pub port: u16,
+}
+
+/// The fields of a drop event the tests look at.
+#[derive(Clone, Debug)]
+pub struct DropView {
+    /// Flow id.
+    pub flow_id: u64,
+    /// new, update or end.
+    pub kind: String,
+    /// Reason name.
+    pub reason: String,
+    /// Packet source.
+    pub src: EndpointView,
+    /// Packet destination.
+    pub dst: EndpointView,
+    /// Protocol name.
+    pub protocol: String,
+    /// Cumulative packets.
+    pub packets: u64,
+    /// TCP flags of the first packet.
+    pub tcp_flags: Vec<String>,
+    /// Conntrack original (src, dst).
+    pub original: Option<(EndpointView, EndpointView)>,
+    /// Conntrack reply (src, dst).
+    pub reply: Option<(EndpointView, EndpointView)>,
+    /// The whole event.
+    pub raw: Value,
+}
+
+impl DropView {
+    fn parse(drop: &Value) -> Option<Self> {
+        let endpoint = |value: &Value| -> Option<EndpointView> {
+            Some(EndpointView {
+                ip: value.get("ip")?.as_str()?.parse().ok()?,
+                port: u16::try_from(value.get("port")?.as_u64()?).ok()?,
+            })
+        };
+        let pair = |tuple: Option<&Value>| -> Option<(EndpointView, EndpointView)> {
+            let tuple = tuple?;
+            Some((endpoint(tuple.get("src")?)?, endpoint(tuple.get("dst")?)?))
+        };
+        let packet = drop.get("packet")?;
+        let conntrack = drop.get("conntrack");
+        Some(Self {
+            flow_id: drop.get("flow_id")?.as_u64()?,
+            kind: drop.get("kind")?.as_str()?.to_owned(),
+            reason: drop.get("reason")?.as_str()?.to_owned(),
+            src: endpoint(packet.get("src")?)?,
+            dst: endpoint(packet.get("dst")?)?,
+            protocol: packet.get("protocol")?.as_str()?.to_owned(),
+            packets: drop.get("packets")?.as_u64()?,
+            tcp_flags: drop
+                .get("tcp_flags")?
+                .as_array()?
+                .iter()
+                .filter_map(|flag| flag.as_str().map(str::to_owned))
+                .collect(),
+            original: pair(conntrack.and_then(|ct| ct.get("original"))),
+            reply: pair(conntrack.and_then(|ct| ct.get("reply"))),
+            raw: drop.clone(),
+        })
+    }
+}
+
+impl Agent {
+    /// Starts `dropscope agent --output json` with fast sampling (200 ms
+    /// samples, 3 s idle timeout, unless `extra` sets them) plus `extra`
+    /// arguments, and waits until it is attached.
+    pub fn start(extra: &[&str]) -> Result<Self> {
+        let mut defaults = Vec::new();
+        for (flag, value) in [("--sample-interval", "200ms"), ("--idle-timeout", "3s")] {
+            if !extra.contains(&flag) {
+                defaults.extend([flag, value]);
+            }
+        }
+        let binary = std::env::var("DROPSCOPE_BIN").context(
+            "DROPSCOPE_BIN is not set: run the end-to-end tests with `cargo xtask test --e2e`",
+        )?;
+        let mut child = Command::new(&binary)
+            .args(["--log-level", "info", "agent", "--output", "json"])
+            .args(&defaults)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().context("agent stdout")?;
+        let stderr = child.stderr.take().context("agent stderr")?;
+        let sink = Arc::clone(&events);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap_or_else(PoisonError::into_inner).push(value);
+                }
+            }
+        });
+        let log_sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log_sink.lock().unwrap_or_else(PoisonError::into_inner);
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut agent = Self { child, events, log };
+        let started = Instant::now();
+        while !agent.log().contains("dropscope agent running") {
+            if let Some(status) = agent.child.try_wait()? {
+                bail!("the agent exited with {status} before attaching:\n{}", agent.log());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the agent did not attach within 30 s:\n{}", agent.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(agent)
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every drop event so far for which `keep` holds, in arrival order.
+    pub fn drops(&self, keep: impl Fn(&DropView) -> bool) -> Vec<DropView> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|event| event.get("drop").and_then(DropView::parse))
+            .filter(|drop| keep(drop))
+            .collect()
+    }
+
+    /// The latest event of every flow for which `keep` holds, by flow id.
+    pub fn flows(&self, keep: impl Fn(&DropView) -> bool) -> BTreeMap<u64, DropView> {
+        let mut flows = BTreeMap::new();
+        for drop in self.drops(keep) {
+            flows.insert(drop.flow_id, drop);
+        }
+        flows
+    }
+
+    /// Every loss event so far.
+    pub fn losses(&self) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|event| event.get("loss").cloned())
+            .collect()
+    }
+
+    /// Polls `check` until it returns `Some`, failing after `limit` with
+    /// `what` and the events seen.
+    pub fn wait_for<T>(&self, limit: Duration, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> Result<T> {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = check(self) {
+                return Ok(found);
+            }
+            if started.elapsed() > limit {
+                let seen = self.events.lock().unwrap_or_else(PoisonError::into_inner).len();
+                bail!("timed out after {limit:?} waiting for {what}; {seen} events seen; agent log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the agent with SIGTERM and waits for a clean exit; returns its log.
+    pub fn stop(mut self) -> Result<String> {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                // Let the reader threads catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                if !status.success() {
+                    bail!("the agent exited with {status}:\n{}", self.log());
+                }
+                return Ok(self.log());
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                bail!("the agent did not stop within 15 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

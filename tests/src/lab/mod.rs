@@ -1,0 +1,167 @@
+//! A node with pods: one "node" network namespace holding a bridge (the
+//! pods' gateway, with IPv4 and IPv6 addresses) and the node's nftables
+//! rules; one namespace per pod, on a veth into the bridge. Service VIPs are
+//! routed to the node and DNATed there, like kube-proxy does.
+
+mod agent;
+mod netns;
+mod nft;
+mod traffic;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context, Result};
+
+pub use agent::{Agent, DropView};
+pub use netns::Netns;
+pub use nft::Nft;
+pub use traffic::{TcpOutcome, connect_tcp, send_udp};
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// One pod of a lab.
+#[derive(Clone, Debug)]
+pub struct Pod {
+    /// Its network namespace.
+    pub netns: Netns,
+    /// Its IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// Its IPv6 address.
+    pub ipv6: Ipv6Addr,
+}
+
+/// A node with pods; deletes everything it made when dropped.
+pub struct Lab {
+    /// The node's namespace (bridge, routes, nftables).
+    pub node: Netns,
+    /// Subnet index: pods are `10.<a>.<b>.x`, VIPs `10.<a>.<b+1>.x`.
+    net: (u8, u8),
+    /// Unique number of this lab.
+    id: u32,
+    pods: Vec<Pod>,
+}
+
+impl Lab {
+    /// Makes a node namespace with a bridge `br0` and the node's addresses.
+    pub fn new() -> Result<Self> {
+        let counter = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        let id = (std::process::id() % 4096) * 16 + counter % 16;
+        // 10.128.0.0/9 split into /23s: one /24 for pods, one for VIPs.
+        let pair = id % 16384;
+        let net = (128 + (pair >> 7) as u8, ((pair & 0x7f) << 1) as u8);
+        let node = Netns::create(&format!("ds{id}-node"))?;
+        let lab = Self {
+            node,
+            net,
+            id,
+            pods: Vec::new(),
+        };
+        let gateway = lab.gateway_v4();
+        let gateway6 = lab.gateway_v6();
+        lab.node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        lab.node
+            .run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+        lab.node.ip(&["link", "add", "br0", "type", "bridge"])?;
+        lab.node
+            .ip(&["addr", "add", &format!("{gateway}/24"), "dev", "br0"])?;
+        lab.node.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{gateway6}/64"),
+            "dev",
+            "br0",
+            "nodad",
+        ])?;
+        lab.node.ip(&["link", "set", "br0", "up"])?;
+        lab.node.ip(&["link", "set", "lo", "up"])?;
+        Ok(lab)
+    }
+
+    /// The lab's unique number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The node's address on the pod network (the pods' gateway).
+    pub fn gateway_v4(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.net.0, self.net.1, 1)
+    }
+
+    /// The node's IPv6 address on the pod network.
+    pub fn gateway_v6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, 1)
+    }
+
+    /// A Service VIP of this lab (routed to the node, not assigned).
+    pub fn vip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.net.0, self.net.1 + 1, host)
+    }
+
+    /// True when `ip` belongs to this lab (pods, node, VIPs).
+    pub fn owns(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => {
+                let [a, b, c, _] = ip.octets();
+                a == 10 && b == self.net.0 && (c == self.net.1 || c == self.net.1 + 1)
+            }
+            IpAddr::V6(ip) => {
+                let segments = ip.segments();
+                segments[0] == 0xfd00 && segments[1] == 0xd5 && segments[2] == self.id as u16
+            }
+        }
+    }
+
+    /// Adds a pod `name` with the next addresses.
+    pub fn add_pod(&mut self, name: &str) -> Result<Pod> {
+        let index = self.pods.len() as u8 + 10;
+        let netns = Netns::create(&format!("ds{}-{name}", self.id))?;
+        let ipv4 = Ipv4Addr::new(10, self.net.0, self.net.1, index);
+        let ipv6 = Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, index as u16);
+        let host_end = format!("veth{index}");
+        self.node.ip(&[
+            "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", netns.name(),
+        ])?;
+        self.node
+            .ip(&["link", "set", &host_end, "master", "br0", "up"])?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        netns.ip(&["addr", "add", &format!("{ipv4}/24"), "dev", "eth0"])?;
+        netns.ip(&["-6", "addr", "add", &format!("{ipv6}/64"), "dev", "eth0", "nodad"])?;
+        netns.ip(&["link", "set", "eth0", "up"])?;
+        netns.ip(&["route", "add", "default", "via", &self.gateway_v4().to_string()])?;
+        netns.ip(&["-6", "route", "add", "default", "via", &self.gateway_v6().to_string()])?;
+        // Fewer SYN retries keep a blocked connect short; the kernel still
+        // retransmits, which is what the counts are checked against.
+        netns.run(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=2"])?;
+        let pod = Pod { netns, ipv4, ipv6 };
+        self.pods.push(pod.clone());
+        Ok(pod)
+    }
+
+    /// The node's nftables.
+    pub fn nft(&self) -> Nft<'_> {
+        Nft::new(&self.node)
+    }
+
+    /// The device index of a pod's veth end on the node.
+    pub fn pod_link(&self, pod: &Pod) -> Result<String> {
+        let index = self
+            .pods
+            .iter()
+            .position(|known| known.ipv4 == pod.ipv4)
+            .context("pod is not in this lab")?;
+        Ok(format!("veth{}", index + 10))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for pod in &self.pods {
+            pod.netns.delete();
+        }
+        self.node.delete();
+    }
+}

@@ -1,0 +1,165 @@
+//! `cargo xtask bootstrap`: installs what is missing, and only that. Every
+//! step checks first, so a second run takes about a second.
+//!
+//! - the pinned stable toolchain (with clippy and rustfmt) for user space;
+//! - the pinned nightly with `rust-src` for the eBPF crate;
+//! - `bpf-linker`, built against that nightly's own libLLVM (no system LLVM
+//!   needed), rebuilt when the nightly pin changes;
+//! - apt packages the tests and labs use (nftables, iptables, conntrack,
+//!   iproute2);
+//! - tracefs, mounted when it is not.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{process, toolchain};
+
+/// The bpf-linker release that is built.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Commands the labs need, and the apt package that has each.
+const APT_TOOLS: &[(&str, &str)] = &[
+    ("nft", "nftables"),
+    ("iptables", "iptables"),
+    ("conntrack", "conntrack"),
+    ("ip", "iproute2"),
+];
+
+pub fn run() -> Result<()> {
+    let stable = toolchain::stable()?;
+    let nightly = toolchain::nightly()?;
+    ensure_toolchain(&stable, &["clippy", "rustfmt"])?;
+    ensure_toolchain(&nightly, &["rust-src"])?;
+    ensure_bpf_linker(&nightly)?;
+    ensure_apt_tools()?;
+    ensure_tracefs();
+    Ok(())
+}
+
+fn ensure_toolchain(name: &str, components: &[&str]) -> Result<()> {
+    let installed = process::output("rustup", &["toolchain", "list"]).unwrap_or_default();
+    if !installed.lines().any(|line| line.starts_with(name)) {
+        let mut args = vec!["toolchain", "install", name, "--profile", "minimal"];
+        for component in components {
+            args.extend(["--component", component]);
+        }
+        return process::run("rustup", &args);
+    }
+    let have = process::output(
+        "rustup",
+        &["component", "list", "--installed", "--toolchain", name],
+    )
+    .unwrap_or_default();
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|component| !have.lines().any(|line| line.starts_with(component)))
+        .collect();
+    if !missing.is_empty() {
+        let mut args = vec!["component", "add", "--toolchain", name];
+        args.extend(missing);
+        process::run("rustup", &args)?;
+    }
+    Ok(())
+}
+
+/// Where the LLVM library link for bpf-linker lives. bpf-linker records it
+/// as its rpath, so it is outside the repository (a fresh clone or a
+/// `cargo clean` must not break the installed linker).
+fn llvm_dir(nightly: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    home.join(".cache/dropscope").join(format!("llvm-{nightly}"))
+}
+
+fn ensure_bpf_linker(nightly: &str) -> Result<()> {
+    let stamp_path = llvm_dir(nightly).join("bpf-linker.stamp");
+    let stamp = format!("bpf-linker {BPF_LINKER_VERSION} for {nightly}\n");
+    if linker_runs() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
+        return Ok(());
+    }
+    let sysroot = process::output("rustc", &[&format!("+{nightly}"), "--print", "sysroot"])
+        .context("rustc --print sysroot for the nightly")?;
+    let sysroot_lib = PathBuf::from(sysroot.trim()).join("lib");
+    let verbose = process::output("rustc", &[&format!("+{nightly}"), "-vV"]).unwrap_or_default();
+    let llvm_major = verbose
+        .lines()
+        .find_map(|line| line.strip_prefix("LLVM version: "))
+        .and_then(|version| version.split('.').next())
+        .context("the nightly's `rustc -vV` does not name its LLVM version")?
+        .to_owned();
+    let library = std::fs::read_dir(&sysroot_lib)
+        .with_context(|| format!("reading {}", sysroot_lib.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .map(|name| name.starts_with(&format!("libLLVM.so.{llvm_major}")) || name.starts_with(&format!("libLLVM-{llvm_major}")))
+                .unwrap_or(false)
+        })
+        .with_context(|| format!("no libLLVM {llvm_major} in {}", sysroot_lib.display()))?;
+    let prefix = llvm_dir(nightly);
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    // `libLLVM.so` for the build, and the library's own name (its soname)
+    // for the loader when bpf-linker runs.
+    let own_name = library.file_name().map(PathBuf::from).unwrap_or_default();
+    for name in [PathBuf::from("libLLVM.so"), own_name] {
+        let link = lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&library, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), library.display()))?;
+    }
+    let stable = toolchain::stable()?;
+    process::run_with(
+        Command::new("cargo")
+            .arg(format!("+{stable}"))
+            .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features"])
+            .arg(format!("llvm-{llvm_major}"))
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !linker_runs() {
+        bail!("bpf-linker was installed but does not run; check that ~/.cargo/bin is on PATH");
+    }
+    std::fs::write(&stamp_path, stamp).with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(())
+}
+
+fn linker_runs() -> bool {
+    process::output("bpf-linker", &["--version"]).is_some()
+}
+
+fn ensure_apt_tools() -> Result<()> {
+    let missing: Vec<&str> = APT_TOOLS
+        .iter()
+        .filter(|(tool, _)| !process::exists(tool))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !process::is_root() {
+        bail!("missing tools from apt packages {missing:?}: run `sudo apt-get install {}` or run xtask as root", missing.join(" "));
+    }
+    process::run_with(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    process::run_with(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn ensure_tracefs() {
+    if std::path::Path::new("/sys/kernel/tracing/events").is_dir() || !process::is_root() {
+        return;
+    }
+    if let Err(error) = process::run("mount", &["-t", "tracefs", "nodev", "/sys/kernel/tracing"]) {
+        eprintln!("xtask: could not mount tracefs ({error:#}); the agent will say how to fix it");
+    }
+}
