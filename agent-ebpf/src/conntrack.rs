@@ -6,7 +6,7 @@
 
 use dropscope_abi::{CT_INFO_MASK, CT_PRESENT, ConntrackTupleOffsets, KernelOffsets, Tuple};
 
-use crate::{offsets, read};
+use crate::{offsets, read, skb::Skb};
 
 /// `NFCT_PTRMASK`: the low 3 bits of `_nfct` hold `enum ip_conntrack_info`.
 const NFCT_PTRMASK: u64 = !7;
@@ -15,11 +15,11 @@ const NFCT_PTRMASK: u64 = !7;
 /// returns the `ct_info` byte: [`CT_PRESENT`] plus ctinfo, or 0 when the skb
 /// carries no entry (the tuples are then left as they were).
 #[inline(always)]
-pub fn read_into(skb: u64, off: &KernelOffsets, original: &mut Tuple, reply: &mut Tuple) -> u8 {
+pub fn read_into(skb: &Skb, off: &KernelOffsets, original: &mut Tuple, reply: &mut Tuple) -> u8 {
     if !offsets::present(off.skb_nfct) || !offsets::present(off.ct_tuple_original) {
         return 0;
     }
-    let Ok(nfct) = read::at::<u64>(skb, off.skb_nfct) else {
+    let Ok(nfct) = skb.field::<u64>(off.skb_nfct) else {
         return 0;
     };
     let conn = nfct & NFCT_PTRMASK;

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, Queue, RingBuf},
 };
-use dropscope_abi::{FlowCounters, FlowKey, ReasonFilter, STAT_COUNT, maps};
+use dropscope_abi::{FlowCounters, FlowKey, ReasonFilter, SKB_WINDOW_MAX, STAT_COUNT, maps};
 
 /// First sight of a flow, to user space.
 #[map]
@@ -32,3 +32,19 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0
 /// Which drop reasons to report (one entry).
 #[map]
 pub static REASON_FILTER: Array<ReasonFilter> = Array::with_max_entries(1, 0);
+
+/// Per-CPU scratch space: too big for the 512-byte BPF stack.
+#[repr(C)]
+pub struct Scratch {
+    /// A copy of the per-packet fields of the `sk_buff`, plus room for the
+    /// widest field read at the window's last byte.
+    pub skb: [u8; SKB_WINDOW_MAX as usize + 8],
+    /// The IP header and the start of the L4 header of the packet.
+    pub headers: [u8; 64],
+    /// The flow key being built (map helpers take keys in map memory too).
+    pub key: FlowKey,
+}
+
+/// One [`Scratch`] per CPU.
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

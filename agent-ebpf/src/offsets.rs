@@ -15,6 +15,8 @@ const MISSING_TUPLE: ConntrackTupleOffsets = ConntrackTupleOffsets {
 /// Overwritten in `.rodata` by the agent before the program is loaded.
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets {
+    skb_window_start: 0,
+    skb_window_len: 0,
     skb_head: OFFSET_MISSING,
     skb_network_header: OFFSET_MISSING,
     skb_len: OFFSET_MISSING,

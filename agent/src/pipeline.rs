@@ -33,7 +33,8 @@ pub async fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
         None
     };
     let (kernel, maps) = Kernel::load(&config.kernel)?;
-    let program_stats = maps.program.read().ok();
+    let cost_probe = maps.program.try_clone()?;
+    let cost_at_attach = cost_probe.read()?;
     let decoder = Decoder::new(kernel.reasons.clone(), Symbols::new(KALLSYMS), Clock::now());
     let capture = Capture::new(maps, decoder, config.capture)?;
 
@@ -73,10 +74,15 @@ pub async fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
         recursion_misses = stats.recursion_misses,
         "detached; kernel statistics"
     );
-    if let (Some(_guard), Some(before)) = (stats_guard, program_stats) {
+    if stats_guard.is_some() {
+        let now = cost_probe.read()?;
+        let runs = now.run_count.saturating_sub(cost_at_attach.run_count);
+        let nanos = now.run_time_ns.saturating_sub(cost_at_attach.run_time_ns);
         tracing::info!(
-            run_count_at_attach = before.run_count,
-            "BPF statistics were enabled for this run"
+            run_count = runs,
+            run_time_ns = nanos,
+            avg_ns = nanos.checked_div(runs).unwrap_or(0),
+            "kfree_skb hook cost (kernel BPF run-time statistics)"
         );
     }
     Ok(())

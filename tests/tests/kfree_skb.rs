@@ -40,34 +40,69 @@ fn tcp_to_a_service_vip_dnatted_then_dropped_has_both_tuples_and_the_retry_count
     let client = lab.add_pod("client")?;
     let backend = lab.add_pod("backend")?;
     let vip = IpAddr::V4(lab.vip(50));
-    lab.nft().service("web", vip, 80, "tcp", backend.ipv4.into(), 8080)?;
-    lab.nft().drop_forward("deny_web", backend.ipv4.into(), 8080, "tcp")?;
+    lab.nft()
+        .service("web", vip, 80, "tcp", backend.ipv4.into(), 8080)?;
+    lab.nft()
+        .drop_forward("deny_web", backend.ipv4.into(), 8080, "tcp")?;
     let agent = Agent::start(&[])?;
 
-    let outcome = connect_tcp(&client.netns, SocketAddr::new(vip, 80), Duration::from_millis(3500))?;
-    ensure!(outcome == TcpOutcome::TimedOut, "the connect must time out, got {outcome:?}");
+    let outcome = connect_tcp(
+        &client.netns,
+        SocketAddr::new(vip, 80),
+        Duration::from_millis(3500),
+    )?;
+    ensure!(
+        outcome == TcpOutcome::TimedOut,
+        "the connect must time out, got {outcome:?}"
+    );
     let dropped = lab.nft().counter("deny_web")?;
-    ensure!(dropped >= 2, "the kernel retried the SYN: nft counted {dropped}");
+    ensure!(
+        dropped >= 2,
+        "the kernel retried the SYN: nft counted {dropped}"
+    );
 
     let flows = wait_for_total(&agent, "the SYN retries", dropped, |drop| {
         ours(&lab)(drop) && drop.dst.port == 8080
     })?;
-    ensure!(flows.len() == 1, "one event flow for one connection, got {flows:#?}");
+    ensure!(
+        flows.len() == 1,
+        "one event flow for one connection, got {flows:#?}"
+    );
     let flow = &flows[0];
     assert_eq!(flow.reason, "NETFILTER_DROP");
     assert_eq!(flow.protocol, "TCP");
-    assert!(flow.tcp_flags.contains(&"SYN".to_owned()), "{:?}", flow.tcp_flags);
+    assert!(
+        flow.tcp_flags.contains(&"SYN".to_owned()),
+        "{:?}",
+        flow.tcp_flags
+    );
     assert_eq!(flow.src.ip, IpAddr::V4(client.ipv4));
-    assert_eq!(flow.dst.ip, IpAddr::V4(backend.ipv4), "the packet tuple is post-DNAT");
+    assert_eq!(
+        flow.dst.ip,
+        IpAddr::V4(backend.ipv4),
+        "the packet tuple is post-DNAT"
+    );
     let (original_src, original_dst) = flow.original.context("conntrack original tuple")?;
-    assert_eq!((original_dst.ip, original_dst.port), (vip, 80), "original tuple: the VIP");
+    assert_eq!(
+        (original_dst.ip, original_dst.port),
+        (vip, 80),
+        "original tuple: the VIP"
+    );
     assert_eq!(original_src, flow.src);
     let (reply_src, reply_dst) = flow.reply.context("conntrack reply tuple")?;
-    assert_eq!((reply_src.ip, reply_src.port), (IpAddr::V4(backend.ipv4), 8080), "reply: the backend");
+    assert_eq!(
+        (reply_src.ip, reply_src.port),
+        (IpAddr::V4(backend.ipv4), 8080),
+        "reply: the backend"
+    );
     assert_eq!(reply_dst, flow.src);
 
     let news = agent.drops(|drop| ours(&lab)(drop) && drop.kind == "new");
-    assert_eq!(news.len(), 1, "one event on first sight, then count updates: {news:#?}");
+    assert_eq!(
+        news.len(),
+        1,
+        "one event on first sight, then count updates: {news:#?}"
+    );
     assert!(flow.raw.get("first_seen").is_some() && flow.raw.get("last_seen").is_some());
     assert!(agent.losses().is_empty(), "losses: {:?}", agent.losses());
     agent.stop()?;
@@ -80,8 +115,10 @@ fn udp_dns_to_vip_53_dnatted_to_5353_then_dropped_has_both_tuples() -> Result<()
     let client = lab.add_pod("client")?;
     let dns = lab.add_pod("coredns")?;
     let vip = IpAddr::V4(lab.vip(10));
-    lab.nft().service("kube-dns", vip, 53, "udp", dns.ipv4.into(), 5353)?;
-    lab.nft().drop_forward("deny_dns", dns.ipv4.into(), 5353, "udp")?;
+    lab.nft()
+        .service("kube-dns", vip, 53, "udp", dns.ipv4.into(), 5353)?;
+    lab.nft()
+        .drop_forward("deny_dns", dns.ipv4.into(), 5353, "udp")?;
     let agent = Agent::start(&[])?;
 
     send_udp(&client.netns, vec![0], SocketAddr::new(vip, 53), 3)?;
@@ -93,9 +130,17 @@ fn udp_dns_to_vip_53_dnatted_to_5353_then_dropped_has_both_tuples() -> Result<()
     assert_eq!(flows.len(), 1, "one flow for one socket: {flows:#?}");
     let flow = &flows[0];
     assert_eq!(flow.reason, "NETFILTER_DROP");
-    assert_eq!((flow.dst.ip, flow.dst.port), (IpAddr::V4(dns.ipv4), 5353), "dropped after DNAT");
+    assert_eq!(
+        (flow.dst.ip, flow.dst.port),
+        (IpAddr::V4(dns.ipv4), 5353),
+        "dropped after DNAT"
+    );
     let (_, original_dst) = flow.original.context("conntrack original")?;
-    assert_eq!((original_dst.ip, original_dst.port), (vip, 53), "sent to the Service port");
+    assert_eq!(
+        (original_dst.ip, original_dst.port),
+        (vip, 53),
+        "sent to the Service port"
+    );
     let (reply_src, _) = flow.reply.context("conntrack reply")?;
     assert_eq!(reply_src.port, 5353);
     agent.stop()?;
@@ -110,7 +155,11 @@ fn an_ipv6_drop_is_reported() -> Result<()> {
     lab.nft().drop_input("deny_v6", node_v6, 7070, "tcp")?;
     let agent = Agent::start(&[])?;
 
-    let outcome = connect_tcp(&client.netns, SocketAddr::new(node_v6, 7070), Duration::from_millis(1500))?;
+    let outcome = connect_tcp(
+        &client.netns,
+        SocketAddr::new(node_v6, 7070),
+        Duration::from_millis(1500),
+    )?;
     assert_eq!(outcome, TcpOutcome::TimedOut);
     let dropped = lab.nft().counter("deny_v6")?;
     ensure!(dropped >= 1, "nft counted no drop");
@@ -131,7 +180,8 @@ fn a_tc_ingress_drop_is_reported_with_its_reason() -> Result<()> {
     let mut lab = Lab::new()?;
     let client = lab.add_pod("client")?;
     let link = lab.pod_link(&client)?;
-    lab.node.run(&["tc", "qdisc", "add", "dev", &link, "clsact"])?;
+    lab.node
+        .run(&["tc", "qdisc", "add", "dev", &link, "clsact"])?;
     // A classic BPF classifier in direct-action mode (the kernel runs it as
     // eBPF): UDP to port 9999 returns TC_ACT_SHOT (2), the rest
     // TC_ACT_UNSPEC. Offsets count from the Ethernet header.
@@ -142,7 +192,12 @@ fn a_tc_ingress_drop_is_reported_with_its_reason() -> Result<()> {
     ])?;
     let agent = Agent::start(&[])?;
 
-    send_udp(&client.netns, vec![0], SocketAddr::new(lab.gateway_v4().into(), 9999), 5)?;
+    send_udp(
+        &client.netns,
+        vec![0],
+        SocketAddr::new(lab.gateway_v4().into(), 9999),
+        5,
+    )?;
     let flows = wait_for_total(&agent, "the tc drops", 5, |drop| {
         ours(&lab)(drop) && drop.dst.port == 9999
     })?;
@@ -158,24 +213,45 @@ fn allowed_traffic_produces_no_event() -> Result<()> {
     let client = lab.add_pod("client")?;
     let backend = lab.add_pod("backend")?;
     let vip = IpAddr::V4(lab.vip(80));
-    lab.nft().service("web", vip, 80, "tcp", backend.ipv4.into(), 8080)?;
+    lab.nft()
+        .service("web", vip, 80, "tcp", backend.ipv4.into(), 8080)?;
     // A sentinel drop marks "everything before it has been reported".
-    lab.nft().drop_input("sentinel", lab.gateway_v4().into(), 9000, "udp")?;
+    lab.nft()
+        .drop_input("sentinel", lab.gateway_v4().into(), 9000, "udp")?;
     let agent = Agent::start(&[])?;
 
     let backend_address = SocketAddr::new(backend.ipv4.into(), 8080);
-    let server = backend.netns.enter(move || TcpListener::bind(backend_address))??;
+    let server = backend
+        .netns
+        .enter(move || TcpListener::bind(backend_address))??;
     let accept = std::thread::spawn(move || server.accept().map(|_| ()));
-    let outcome = connect_tcp(&client.netns, SocketAddr::new(vip, 80), Duration::from_secs(5))?;
+    let outcome = connect_tcp(
+        &client.netns,
+        SocketAddr::new(vip, 80),
+        Duration::from_secs(5),
+    )?;
     assert_eq!(outcome, TcpOutcome::Connected);
-    accept.join().map_err(|_| anyhow::anyhow!("accept thread panicked"))??;
+    accept
+        .join()
+        .map_err(|_| anyhow::anyhow!("accept thread panicked"))??;
 
-    send_udp(&client.netns, vec![0], SocketAddr::new(lab.gateway_v4().into(), 9000), 1)?;
+    send_udp(
+        &client.netns,
+        vec![0],
+        SocketAddr::new(lab.gateway_v4().into(), 9000),
+        1,
+    )?;
     agent.wait_for(WAIT, "the sentinel drop", |agent| {
-        (!agent.drops(|drop| ours(&lab)(drop) && drop.dst.port == 9000).is_empty()).then_some(())
+        (!agent
+            .drops(|drop| ours(&lab)(drop) && drop.dst.port == 9000)
+            .is_empty())
+        .then_some(())
     })?;
     let others = agent.drops(|drop| ours(&lab)(drop) && drop.dst.port != 9000);
-    assert!(others.is_empty(), "allowed traffic produced drop events: {others:#?}");
+    assert!(
+        others.is_empty(),
+        "allowed traffic produced drop events: {others:#?}"
+    );
     agent.stop()?;
     Ok(())
 }
@@ -186,8 +262,10 @@ fn a_burst_of_10000_drops_across_1000_flows_reconciles_exactly() -> Result<()> {
     let client = lab.add_pod("client")?;
     let dns = lab.add_pod("dns")?;
     let vip = IpAddr::V4(lab.vip(53));
-    lab.nft().service("dns", vip, 53, "udp", dns.ipv4.into(), 5353)?;
-    lab.nft().drop_forward("burst", dns.ipv4.into(), 5353, "udp")?;
+    lab.nft()
+        .service("dns", vip, 53, "udp", dns.ipv4.into(), 5353)?;
+    lab.nft()
+        .drop_forward("burst", dns.ipv4.into(), 5353, "udp")?;
     let agent = Agent::start(&["--idle-timeout", "60s"])?;
 
     let ports: Vec<u16> = (30_000..31_000).collect();
@@ -199,12 +277,26 @@ fn a_burst_of_10000_drops_across_1000_flows_reconciles_exactly() -> Result<()> {
         ours(&lab)(drop) && drop.reason == "NETFILTER_DROP" && drop.dst.port == 5353
     })?;
     assert_eq!(flows.len(), 1000, "one flow per source port");
-    assert!(flows.iter().all(|flow| flow.packets == 10), "10 drops per flow");
+    assert!(
+        flows.iter().all(|flow| flow.packets == 10),
+        "10 drops per flow"
+    );
     let news = agent.drops(|drop| ours(&lab)(drop) && drop.kind == "new");
-    assert_eq!(news.len(), 1000, "one event per flow on first sight, not per packet");
-    assert!(agent.losses().is_empty(), "losses reported: {:?}", agent.losses());
+    assert_eq!(
+        news.len(),
+        1000,
+        "one event per flow on first sight, not per packet"
+    );
+    assert!(
+        agent.losses().is_empty(),
+        "losses reported: {:?}",
+        agent.losses()
+    );
     let log = agent.stop()?;
-    assert!(log.contains("lost_ring_full=0"), "kernel statistics report no loss:\n{log}");
+    assert!(
+        log.contains("lost_ring_full=0"),
+        "kernel statistics report no loss:\n{log}"
+    );
     Ok(())
 }
 
@@ -212,11 +304,21 @@ fn a_burst_of_10000_drops_across_1000_flows_reconciles_exactly() -> Result<()> {
 fn the_classic_tracepoint_fallback_reports_the_same_drops() -> Result<()> {
     let mut lab = Lab::new()?;
     let client = lab.add_pod("client")?;
-    lab.nft().drop_input("deny", lab.gateway_v4().into(), 6000, "udp")?;
+    lab.nft()
+        .drop_input("deny", lab.gateway_v4().into(), 6000, "udp")?;
     let agent = Agent::start(&["--hook", "tracepoint"])?;
-    ensure!(agent.log().contains("hook=Tracepoint"), "attached the classic tracepoint:\n{}", agent.log());
+    ensure!(
+        agent.log().contains("hook=Tracepoint"),
+        "attached the classic tracepoint:\n{}",
+        agent.log()
+    );
 
-    send_udp(&client.netns, vec![0], SocketAddr::new(lab.gateway_v4().into(), 6000), 4)?;
+    send_udp(
+        &client.netns,
+        vec![0],
+        SocketAddr::new(lab.gateway_v4().into(), 6000),
+        4,
+    )?;
     let flows = wait_for_total(&agent, "the drops", lab.nft().counter("deny")?, |drop| {
         ours(&lab)(drop) && drop.dst.port == 6000
     })?;
@@ -230,19 +332,36 @@ fn the_classic_tracepoint_fallback_reports_the_same_drops() -> Result<()> {
 fn reasons_left_out_of_the_filter_never_reach_user_space() -> Result<()> {
     let mut lab = Lab::new()?;
     let client = lab.add_pod("client")?;
-    lab.nft().drop_input("filtered", lab.gateway_v4().into(), 6100, "udp")?;
+    lab.nft()
+        .drop_input("filtered", lab.gateway_v4().into(), 6100, "udp")?;
     let agent = Agent::start(&["--drop-reasons", "default,-NETFILTER_DROP"])?;
 
-    send_udp(&client.netns, vec![0], SocketAddr::new(lab.gateway_v4().into(), 6100), 3)?;
+    send_udp(
+        &client.netns,
+        vec![0],
+        SocketAddr::new(lab.gateway_v4().into(), 6100),
+        3,
+    )?;
     assert_eq!(lab.nft().counter("filtered")?, 3);
     // Nothing listens on 6200: the node's UDP stack drops with NO_SOCKET.
-    send_udp(&client.netns, vec![0], SocketAddr::new(lab.gateway_v4().into(), 6200), 1)?;
+    send_udp(
+        &client.netns,
+        vec![0],
+        SocketAddr::new(lab.gateway_v4().into(), 6200),
+        1,
+    )?;
     let sentinel = agent.wait_for(WAIT, "the NO_SOCKET drop", |agent| {
-        agent.drops(|drop| ours(&lab)(drop) && drop.dst.port == 6200).into_iter().next()
+        agent
+            .drops(|drop| ours(&lab)(drop) && drop.dst.port == 6200)
+            .into_iter()
+            .next()
     })?;
     assert_eq!(sentinel.reason, "NO_SOCKET");
     let filtered = agent.drops(|drop| ours(&lab)(drop) && drop.dst.port == 6100);
-    assert!(filtered.is_empty(), "NETFILTER_DROP was filtered out: {filtered:#?}");
+    assert!(
+        filtered.is_empty(),
+        "NETFILTER_DROP was filtered out: {filtered:#?}"
+    );
     agent.stop()?;
     Ok(())
 }

@@ -11,7 +11,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 
 use crate::{process, toolchain};
 
@@ -30,7 +30,7 @@ pub fn run() -> Result<()> {
     let stable = toolchain::stable()?;
     let nightly = toolchain::nightly()?;
     ensure_toolchain(&stable, &["clippy", "rustfmt"])?;
-    ensure_toolchain(&nightly, &["rust-src"])?;
+    ensure_toolchain(&nightly, &["rust-src", "clippy"])?;
     ensure_bpf_linker(&nightly)?;
     ensure_apt_tools()?;
     ensure_tracefs();
@@ -68,8 +68,11 @@ fn ensure_toolchain(name: &str, components: &[&str]) -> Result<()> {
 /// as its rpath, so it is outside the repository (a fresh clone or a
 /// `cargo clean` must not break the installed linker).
 fn llvm_dir(nightly: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
-    home.join(".cache/dropscope").join(format!("llvm-{nightly}"))
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
+    home.join(".cache/dropscope")
+        .join(format!("llvm-{nightly}"))
 }
 
 fn ensure_bpf_linker(nightly: &str) -> Result<()> {
@@ -94,7 +97,10 @@ fn ensure_bpf_linker(nightly: &str) -> Result<()> {
         .find(|path| {
             path.file_name()
                 .and_then(|name| name.to_str())
-                .map(|name| name.starts_with(&format!("libLLVM.so.{llvm_major}")) || name.starts_with(&format!("libLLVM-{llvm_major}")))
+                .map(|name| {
+                    name.starts_with(&format!("libLLVM.so.{llvm_major}"))
+                        || name.starts_with(&format!("libLLVM-{llvm_major}"))
+                })
                 .unwrap_or(false)
         })
         .with_context(|| format!("no libLLVM {llvm_major} in {}", sysroot_lib.display()))?;
@@ -114,7 +120,13 @@ fn ensure_bpf_linker(nightly: &str) -> Result<()> {
     process::run_with(
         Command::new("cargo")
             .arg(format!("+{stable}"))
-            .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION])
+            .args([
+                "install",
+                "bpf-linker",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
             .args(["--no-default-features", "--features"])
             .arg(format!("llvm-{llvm_major}"))
             .env("LLVM_PREFIX", &prefix),
@@ -122,7 +134,8 @@ fn ensure_bpf_linker(nightly: &str) -> Result<()> {
     if !linker_runs() {
         bail!("bpf-linker was installed but does not run; check that ~/.cargo/bin is on PATH");
     }
-    std::fs::write(&stamp_path, stamp).with_context(|| format!("writing {}", stamp_path.display()))?;
+    std::fs::write(&stamp_path, stamp)
+        .with_context(|| format!("writing {}", stamp_path.display()))?;
     Ok(())
 }
 

@@ -18,7 +18,13 @@ pub fn build_release() -> Result<PathBuf> {
     let stable = toolchain::stable()?;
     process::run(
         "cargo",
-        &[&format!("+{stable}"), "build", "--release", "-p", "dropscope"],
+        &[
+            &format!("+{stable}"),
+            "build",
+            "--release",
+            "-p",
+            "dropscope",
+        ],
     )?;
     Ok(toolchain::root().join("target/release/dropscope"))
 }

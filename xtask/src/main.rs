@@ -2,6 +2,7 @@
 //! whatever cargo the machine has; it installs the pinned toolchains and
 //! calls `cargo +TOOLCHAIN` for everything else.
 
+mod bench;
 mod bootstrap;
 mod build;
 mod process;
@@ -9,7 +10,7 @@ mod run;
 mod test;
 mod toolchain;
 
-use anyhow::{Result, bail};
+use anyhow::{bail, Result};
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
 
@@ -19,6 +20,7 @@ commands:
   run [-- ARGS]          build, then run `dropscope agent ARGS` as root (Ctrl-C to stop)
   test [--unit|--e2e] [-- FILTER]
                          bootstrap, then fmt, clippy, unit and end-to-end tests
+  bench [--quick]        benchmarks against baselines measured in the same run
 ";
 
 fn main() -> Result<()> {
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
         "build" => build::run(),
         "run" => run::run(&rest),
         "test" => test::run(&rest),
+        "bench" => bench::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 
 /// Runs `program args…` in the workspace root, inheriting stdio.
 pub fn run(program: &str, args: &[&str]) -> Result<()> {
@@ -22,6 +22,51 @@ pub fn run_with(command: &mut Command) -> Result<()> {
         bail!("{} failed with {status}", describe(command));
     }
     Ok(())
+}
+
+/// Totals of `cargo test` runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestTotals {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// Runs a `cargo test` command, echoing its output, and adds its
+/// `test result:` lines to `totals`.
+pub fn run_tests(command: &mut Command, totals: &mut TestTotals) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    if command.get_current_dir().is_none() {
+        command.current_dir(crate::toolchain::root());
+    }
+    eprintln!("xtask: $ {}", describe(command));
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(command)))?;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                totals.passed += count(result, " passed");
+                totals.failed += count(result, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed with {status}", describe(command));
+    }
+    Ok(())
+}
+
+/// The number before `label` in a `test result:` line.
+fn count(result: &str, label: &str) -> u64 {
+    result
+        .split(';')
+        .find_map(|part| part.trim().strip_suffix(label.trim_start()))
+        .and_then(|number| number.trim().rsplit(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs a command quietly and returns its stdout; `None` when it cannot
@@ -48,6 +93,18 @@ pub fn exists(program: &str) -> bool {
         .status()
         .map(|status| status.success())
         .unwrap_or(false)
+}
+
+/// A command for `program` that runs as root: directly when we are root,
+/// else through `sudo -E` keeping PATH (for rustup's cargo).
+pub fn as_root(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-E", "--preserve-env=PATH", program]);
+        sudo
+    }
 }
 
 /// True when this process runs as root.

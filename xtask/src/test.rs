@@ -3,11 +3,15 @@
 //! xtask and the eBPF crate), unit tests, and the privileged end-to-end
 //! tests against the real kernel (as root, in parallel).
 
-use std::process::Command;
+use std::{path::PathBuf, process::Command};
 
-use anyhow::{Result, bail};
+use anyhow::{bail, Result};
 
-use crate::{bootstrap, process, toolchain};
+use crate::{
+    bench, bootstrap,
+    process::{self, TestTotals},
+    toolchain,
+};
 
 /// End-to-end tests run at once: they mostly wait on the kernel and the
 /// network, so more than the two cores.
@@ -35,46 +39,85 @@ pub fn run(args: &[String]) -> Result<()> {
         process::run(
             "cargo",
             &[
-                &stable, "clippy", "-p", "dropscope", "-p", "dropscope-abi", "-p", "dropscope-e2e",
-                "-p", "xtask", "--all-targets", "--", "-D", "warnings",
+                &stable,
+                "clippy",
+                "-p",
+                "dropscope",
+                "-p",
+                "dropscope-abi",
+                "-p",
+                "dropscope-e2e",
+                "-p",
+                "xtask",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
             ],
         )?;
         process::run(
             "cargo",
             &[
-                &nightly, "clippy", "-p", "dropscope-ebpf", "--bins", "--release",
-                "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--", "-D", "warnings",
+                &nightly,
+                "clippy",
+                "-p",
+                "dropscope-ebpf",
+                "--bins",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
             ],
         )?;
-        let mut unit_args = vec![stable.as_str(), "test", "-p", "dropscope", "-p", "dropscope-abi"];
-        if !filter.is_empty() {
-            unit_args.push("--");
-            unit_args.extend(&filter);
-        }
-        process::run("cargo", &unit_args)?;
+    }
+    let mut totals = TestTotals::default();
+    if unit {
+        process::run_tests(
+            Command::new("cargo")
+                .args([
+                    stable.as_str(),
+                    "test",
+                    "-p",
+                    "dropscope",
+                    "-p",
+                    "dropscope-abi",
+                    "--",
+                ])
+                .args(&filter),
+            &mut totals,
+        )?;
     }
     if e2e {
-        run_e2e(&stable, &filter)?;
+        let binary = run_e2e(&stable, &filter, &mut totals)?;
+        if filter.is_empty() {
+            // The benchmarks must keep working: a short run, figures unused.
+            bench::run_benches(&binary, true)?;
+        }
     }
+    // One closing line for the whole run, in the plain format CI reads.
+    println!("xtask: {} passed, {} failed", totals.passed, totals.failed);
     Ok(())
 }
 
-fn run_e2e(stable: &str, filter: &[&str]) -> Result<()> {
+/// Runs the end-to-end tests against the debug agent; returns its path.
+fn run_e2e(stable: &str, filter: &[&str], totals: &mut TestTotals) -> Result<PathBuf> {
     process::run("cargo", &[stable, "build", "-p", "dropscope"])?;
     let binary = toolchain::root().join("target/debug/dropscope");
     // Build the test binaries as the invoking user, run them as root.
-    process::run("cargo", &[stable, "test", "-p", "dropscope-e2e", "--no-run"])?;
-    let mut command = if process::is_root() {
-        Command::new("cargo")
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.args(["-E", "--preserve-env=PATH", "cargo"]);
-        sudo
-    };
+    process::run(
+        "cargo",
+        &[stable, "test", "-p", "dropscope-e2e", "--no-run"],
+    )?;
+    let mut command = process::as_root("cargo");
     command
-        .args([stable, "test", "-p", "dropscope-e2e", "--"])
+        .args([stable, "test", "-p", "dropscope-e2e", "--tests", "--"])
         .args(["--test-threads", E2E_THREADS])
         .args(filter)
         .env("DROPSCOPE_BIN", &binary);
-    process::run_with(&mut command)
+    process::run_tests(&mut command, totals)?;
+    Ok(binary)
 }

@@ -10,6 +10,11 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
+    /// Start of the `sk_buff` bytes copied with one read per packet (see
+    /// [`SKB_WINDOW_MAX`]); fields inside the window are taken from the copy.
+    pub skb_window_start: u32,
+    /// Length of that window; 0 disables it (one read per field).
+    pub skb_window_len: u32,
     /// `sk_buff.head`: pointer to the start of the packet buffer.
     pub skb_head: u32,
     /// `sk_buff.network_header`: u16 offset of the L3 header from `head`.
@@ -72,6 +77,9 @@ pub struct ConntrackTupleOffsets {
     /// `dst.protonum`: IP protocol number.
     pub dst_protonum: u32,
 }
+
+/// Largest `sk_buff` window the kernel program copies at once.
+pub const SKB_WINDOW_MAX: u32 = 256;
 
 /// Marks an offset the running kernel does not have.
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -154,5 +162,5 @@ unsafe impl aya::Pod for ReasonFilter {}
 
 const _: () = assert!(core::mem::size_of::<ConntrackTupleOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 12);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 13 * 4 + 24 + 12);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 15 * 4 + 24 + 12);
 const _: () = assert!(core::mem::size_of::<ReasonFilter>() == 72);

@@ -12,33 +12,38 @@ use dropscope_abi::{
 
 use crate::{
     aggregate::{self, Slot},
-    conntrack, emit, filter, offsets, skb,
+    conntrack, emit, filter,
+    maps::SCRATCH,
+    offsets, skb,
 };
 
 /// Handles one freed skb.
 #[inline(always)]
 pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
-    emit::count(Stat::Seen);
     if !filter::selected(reason) {
         emit::count(Stat::Filtered);
         return;
     }
     let off = offsets::get();
-    let Some(packet) = skb::packet(skb_addr, off) else {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch; nothing else uses `key` during the run.
+    let key: &mut FlowKey = unsafe { &mut (*scratch).key };
+    let skb = skb::Skb::load(skb_addr, off);
+    let Some(tcp_flags) = skb::packet(&skb, off, &mut key.tuple) else {
         emit::count(Stat::NotIp);
         return;
     };
-    let placement = skb::placement(skb_addr, off);
-    let key = FlowKey {
-        tuple: packet.tuple,
-        reason,
-        netns: placement.netns,
-        location,
-    };
+    let placement = skb::placement(&skb, off);
+    key.reason = reason;
+    key.netns = placement.netns;
+    key.location = location;
+    let key: &FlowKey = key;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    if aggregate::add_to_existing(&key, placement.len, packet.tcp_flags, now) {
+    if aggregate::add_to_existing(key, placement.len, tcp_flags, now) {
         emit::count(Stat::Aggregated);
         return;
     }
@@ -48,7 +53,7 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
         emit::count(Stat::LostRingFull);
         return;
     };
-    let slot = match aggregate::account(&key, placement.len, packet.tcp_flags, now) {
+    let slot = match aggregate::account(key, placement.len, tcp_flags, now) {
         Slot::Existing => {
             entry.discard(0);
             emit::count(Stat::Aggregated);
@@ -71,15 +76,15 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
         (*record).slot = slot;
         (*record).len = placement.len;
         (*record).time_ns = now;
-        (*record).key = key;
+        (*record).key = *key;
         (*record).ifindex = placement.ifindex;
         (*record).ingress_ifindex = placement.ingress_ifindex;
-        (*record).tcp_flags = packet.tcp_flags;
+        (*record).tcp_flags = tcp_flags;
         (*record)._pad = [0; 6];
         (*record).ct_original = Tuple::default();
         (*record).ct_reply = Tuple::default();
         (*record).ct_info = conntrack::read_into(
-            skb_addr,
+            &skb,
             off,
             &mut (*record).ct_original,
             &mut (*record).ct_reply,

@@ -31,8 +31,8 @@ impl StatsReader {
                 })?;
             Ok(values.iter().sum())
         };
-        Ok(KernelStats {
-            seen: sum(Stat::Seen)?,
+        let mut stats = KernelStats {
+            seen: 0,
             filtered: sum(Stat::Filtered)?,
             not_ip: sum(Stat::NotIp)?,
             aggregated: sum(Stat::Aggregated)?,
@@ -41,6 +41,15 @@ impl StatsReader {
             lost_ring_full: sum(Stat::LostRingFull)?,
             read_errors: sum(Stat::ReadErrors)?,
             recursion_misses: self.program.read()?.recursion_misses,
-        })
+        };
+        // Each invocation lands in exactly one counter.
+        stats.seen = stats.filtered
+            + stats.not_ip
+            + stats.aggregated
+            + stats.new_flows
+            + stats.unaggregated
+            + stats.lost_ring_full
+            + stats.read_errors;
+        Ok(stats)
     }
 }

@@ -8,7 +8,9 @@
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use btf_rs::{Btf, Type};
-use dropscope_abi::{ConntrackTupleOffsets, KernelOffsets, OFFSET_MISSING, TracepointOffsets};
+use dropscope_abi::{
+    ConntrackTupleOffsets, KernelOffsets, OFFSET_MISSING, SKB_WINDOW_MAX, TracepointOffsets,
+};
 
 use super::Error;
 
@@ -105,7 +107,9 @@ impl KernelBtf {
             .offset("sock.__sk_common.skc_net")
             .map(|offset| offset + optional_zero(self.offset("possible_net_t.net")))
             .unwrap_or(OFFSET_MISSING);
-        Ok(KernelOffsets {
+        let mut offsets = KernelOffsets {
+            skb_window_start: 0,
+            skb_window_len: 0,
             skb_head: required("sk_buff.head")?,
             skb_network_header: required("sk_buff.network_header")?,
             skb_len: required("sk_buff.len")?,
@@ -128,7 +132,9 @@ impl KernelBtf {
                 dst_protonum: optional("nf_conntrack_tuple.dst.protonum"),
             },
             tracepoint,
-        })
+        };
+        (offsets.skb_window_start, offsets.skb_window_len) = skb_window(&offsets);
+        Ok(offsets)
     }
 
     /// Every name of `enum skb_drop_reason`, without its prefix.
@@ -228,6 +234,35 @@ impl KernelBtf {
     }
 }
 
+/// The smallest stretch of `sk_buff` holding the fields the program reads
+/// for every packet (and, if it still fits, the conntrack and socket
+/// pointers), so that one read copies them all; `(0, 0)` when even the
+/// per-packet fields span more than [`SKB_WINDOW_MAX`].
+pub fn skb_window(offsets: &KernelOffsets) -> (u32, u32) {
+    let per_packet = [
+        (offsets.skb_head, 8),
+        (offsets.skb_network_header, 2),
+        (offsets.skb_len, 4),
+        (offsets.skb_dev, 8),
+        (offsets.skb_iif, 4),
+    ];
+    let optional = [(offsets.skb_nfct, 8), (offsets.skb_sk, 8)];
+    let span = |fields: &[(u32, u32)]| {
+        let present = fields
+            .iter()
+            .filter(|(offset, _)| *offset != OFFSET_MISSING);
+        let start = present.clone().map(|(offset, _)| *offset).min()?;
+        let end = present.map(|(offset, size)| offset + size).max()?;
+        Some((start, end - start))
+    };
+    let all: Vec<(u32, u32)> = per_packet.iter().chain(&optional).copied().collect();
+    [span(&all), span(&per_packet)]
+        .into_iter()
+        .flatten()
+        .find(|(_, len)| *len <= SKB_WINDOW_MAX)
+        .unwrap_or((0, 0))
+}
+
 fn optional_zero(offset: Option<u32>) -> u32 {
     offset.unwrap_or(0)
 }
@@ -235,6 +270,29 @@ fn optional_zero(offset: Option<u32>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn offsets_with(head: u32, dev: u32, nfct: u32) -> KernelOffsets {
+        KernelOffsets {
+            skb_head: head,
+            skb_network_header: head - 12,
+            skb_len: 112,
+            skb_dev: dev,
+            skb_iif: 144,
+            skb_nfct: nfct,
+            skb_sk: 24,
+            ..KernelOffsets::default()
+        }
+    }
+
+    #[test]
+    fn the_skb_window_covers_every_field_when_it_can() {
+        // The layout of 6.18: dev 16, sk 24, _nfct 104, len 112, head 192.
+        assert_eq!(skb_window(&offsets_with(192, 16, 104)), (16, 184));
+        // A far-away optional field is left to its own read.
+        assert_eq!(skb_window(&offsets_with(192, 16, 900)), (16, 184));
+        // Per-packet fields too far apart: no window, one read per field.
+        assert_eq!(skb_window(&offsets_with(600, 16, 104)), (0, 0));
+    }
 
     #[test]
     fn names_resolve_both_ways() {

@@ -252,6 +252,11 @@ impl ProgramStatsReader {
         Ok(Self { fd })
     }
 
+    /// A second reader of the same program.
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        Self::new(&self.fd)
+    }
+
     /// The program's statistics now.
     pub fn read(&self) -> Result<ProgramStats, Error> {
         #[repr(C)]

@@ -123,7 +123,9 @@ impl Agent {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap_or_else(PoisonError::into_inner).push(value);
+                    sink.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(value);
                 }
             }
         });
@@ -139,7 +141,10 @@ impl Agent {
         let started = Instant::now();
         while !agent.log().contains("dropscope agent running") {
             if let Some(status) = agent.child.try_wait()? {
-                bail!("the agent exited with {status} before attaching:\n{}", agent.log());
+                bail!(
+                    "the agent exited with {status} before attaching:\n{}",
+                    agent.log()
+                );
             }
             if started.elapsed() > Duration::from_secs(30) {
                 bail!("the agent did not attach within 30 s:\n{}", agent.log());
@@ -151,7 +156,10 @@ impl Agent {
 
     /// Everything the agent logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every drop event so far for which `keep` holds, in arrival order.
@@ -186,15 +194,27 @@ impl Agent {
 
     /// Polls `check` until it returns `Some`, failing after `limit` with
     /// `what` and the events seen.
-    pub fn wait_for<T>(&self, limit: Duration, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> Result<T> {
+    pub fn wait_for<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> Result<T> {
         let started = Instant::now();
         loop {
             if let Some(found) = check(self) {
                 return Ok(found);
             }
             if started.elapsed() > limit {
-                let seen = self.events.lock().unwrap_or_else(PoisonError::into_inner).len();
-                bail!("timed out after {limit:?} waiting for {what}; {seen} events seen; agent log:\n{}", self.log());
+                let seen = self
+                    .events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len();
+                bail!(
+                    "timed out after {limit:?} waiting for {what}; {seen} events seen; agent log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -215,7 +235,10 @@ impl Agent {
                 return Ok(self.log());
             }
             if started.elapsed() > Duration::from_secs(15) {
-                bail!("the agent did not stop within 15 s of SIGTERM:\n{}", self.log());
+                bail!(
+                    "the agent did not stop within 15 s of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

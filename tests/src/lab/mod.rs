@@ -123,16 +123,46 @@ impl Lab {
         let ipv6 = Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, index as u16);
         let host_end = format!("veth{index}");
         self.node.ip(&[
-            "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", netns.name(),
+            "link",
+            "add",
+            &host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns.name(),
         ])?;
         self.node
             .ip(&["link", "set", &host_end, "master", "br0", "up"])?;
         netns.ip(&["link", "set", "lo", "up"])?;
         netns.ip(&["addr", "add", &format!("{ipv4}/24"), "dev", "eth0"])?;
-        netns.ip(&["-6", "addr", "add", &format!("{ipv6}/64"), "dev", "eth0", "nodad"])?;
+        netns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{ipv6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         netns.ip(&["link", "set", "eth0", "up"])?;
-        netns.ip(&["route", "add", "default", "via", &self.gateway_v4().to_string()])?;
-        netns.ip(&["-6", "route", "add", "default", "via", &self.gateway_v6().to_string()])?;
+        netns.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &self.gateway_v4().to_string(),
+        ])?;
+        netns.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &self.gateway_v6().to_string(),
+        ])?;
         // Fewer SYN retries keep a blocked connect short; the kernel still
         // retransmits, which is what the counts are checked against.
         netns.run(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=2"])?;

@@ -23,7 +23,9 @@ impl Netns {
             .status();
         run_command(Command::new("ip").args(["netns", "add", name]))
             .with_context(|| format!("creating netns {name} (the e2e tests need root)"))?;
-        Ok(Self { name: name.to_owned() })
+        Ok(Self {
+            name: name.to_owned(),
+        })
     }
 
     /// Its name.
@@ -72,10 +74,7 @@ impl Netns {
 
     /// Runs `work` on a thread that has joined this namespace: sockets it
     /// opens live there.
-    pub fn enter<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T> {
+    pub fn enter<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let path = format!("/run/netns/{}", self.name);
         let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
         let handle = std::thread::spawn(move || {

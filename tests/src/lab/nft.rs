@@ -75,7 +75,14 @@ impl<'a> Nft<'a> {
         self.drop_in("input", counter, to, port, protocol)
     }
 
-    fn drop_in(&self, hook: &str, counter: &str, to: IpAddr, port: u16, protocol: &str) -> Result<()> {
+    fn drop_in(
+        &self,
+        hook: &str,
+        counter: &str,
+        to: IpAddr,
+        port: u16,
+        protocol: &str,
+    ) -> Result<()> {
         let family = family(to);
         self.apply(&format!(
             "table inet enforcer {{
