@@ -6,7 +6,7 @@
 //! - `bpf-linker`, built against that nightly's own libLLVM (no system LLVM
 //!   needed), rebuilt when the nightly pin changes;
 //! - apt packages the tests and labs use (nftables, iptables, conntrack,
-//!   iproute2);
+//!   iproute2) and protoc with the well-known protobuf types;
 //! - tracefs, mounted when it is not.
 
 use std::{path::PathBuf, process::Command};
@@ -24,7 +24,14 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("iptables", "iptables"),
     ("conntrack", "conntrack"),
     ("ip", "iproute2"),
+    ("protoc", "protobuf-compiler"),
 ];
+
+/// Files the build needs, and the apt package that has each.
+const APT_FILES: &[(&str, &str)] = &[(
+    "/usr/include/google/protobuf/timestamp.proto",
+    "libprotobuf-dev",
+)];
 
 pub fn run() -> Result<()> {
     let stable = toolchain::stable()?;
@@ -147,6 +154,11 @@ fn ensure_apt_tools() -> Result<()> {
     let missing: Vec<&str> = APT_TOOLS
         .iter()
         .filter(|(tool, _)| !process::exists(tool))
+        .chain(
+            APT_FILES
+                .iter()
+                .filter(|(file, _)| !std::path::Path::new(file).exists()),
+        )
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {

@@ -46,6 +46,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 "-p",
                 "dropscope-abi",
                 "-p",
+                "dropscope-proto",
+                "-p",
                 "dropscope-e2e",
                 "-p",
                 "xtask",
@@ -85,6 +87,8 @@ pub fn run(args: &[String]) -> Result<()> {
                     "dropscope",
                     "-p",
                     "dropscope-abi",
+                    "-p",
+                    "dropscope-proto",
                     "--",
                 ])
                 .args(&filter),
