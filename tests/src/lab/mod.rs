@@ -4,6 +4,7 @@
 //! routed to the node and DNATed there, like kube-proxy does.
 
 mod agent;
+mod cluster;
 mod netns;
 mod nft;
 mod traffic;
@@ -16,6 +17,7 @@ use std::{
 use anyhow::{Context, Result};
 
 pub use agent::{Agent, DropView};
+pub use cluster::{Cluster, Snapshot};
 pub use netns::Netns;
 pub use nft::Nft;
 pub use traffic::{TcpOutcome, connect_tcp, send_udp};

@@ -75,6 +75,12 @@ impl<'a> Nft<'a> {
         self.drop_in("input", counter, to, port, protocol)
     }
 
+    /// A drop of new connections the node itself opens to `to:port`
+    /// (`output` hook), e.g. the kubelet's health probes.
+    pub fn drop_output(&self, counter: &str, to: IpAddr, port: u16, protocol: &str) -> Result<()> {
+        self.drop_in("output", counter, to, port, protocol)
+    }
+
     fn drop_in(
         &self,
         hook: &str,
