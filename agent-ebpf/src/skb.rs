@@ -11,10 +11,8 @@ use dropscope_abi::{FAMILY_IPV4, FAMILY_IPV6, KernelOffsets, SKB_WINDOW_MAX, Tup
 
 use crate::{maps::SCRATCH, offsets, read};
 
-/// Where the skb was and how big it is.
+/// Where the skb was (read once per new flow).
 pub struct Placement {
-    /// `skb->len`.
-    pub len: u32,
     /// `skb->dev->ifindex`, 0 without a device.
     pub ifindex: u32,
     /// `skb->skb_iif`.
@@ -234,12 +232,23 @@ fn transport(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], tuple: &mut Tuple) ->
     0
 }
 
-/// Length, devices and network namespace of the skb. Fields the kernel does
-/// not have, or that cannot be read, stay 0.
+/// `skb->len` (0 when unreadable).
 #[inline(always)]
-pub fn placement(skb: &Skb, off: &KernelOffsets) -> Placement {
+pub fn len(skb: &Skb, off: &KernelOffsets) -> u32 {
+    skb.field(off.skb_len).unwrap_or(0)
+}
+
+/// `skb->dev`, as an opaque key (0 without a device).
+#[inline(always)]
+pub fn device(skb: &Skb, off: &KernelOffsets) -> u64 {
+    skb.field(off.skb_dev).unwrap_or(0)
+}
+
+/// Devices and network namespace of the skb, for a new flow's record.
+/// Fields the kernel does not have, or that cannot be read, stay 0.
+#[inline(always)]
+pub fn placement(skb: &Skb, off: &KernelOffsets, dev: u64) -> Placement {
     let mut placement = Placement {
-        len: skb.field(off.skb_len).unwrap_or(0),
         ifindex: 0,
         ingress_ifindex: 0,
         netns: 0,
@@ -247,7 +256,6 @@ pub fn placement(skb: &Skb, off: &KernelOffsets) -> Placement {
     if offsets::present(off.skb_iif) {
         placement.ingress_ifindex = skb.field(off.skb_iif).unwrap_or(0);
     }
-    let dev: u64 = skb.field(off.skb_dev).unwrap_or(0);
     let net: u64 = if dev != 0 {
         placement.ifindex = read::at(dev, off.dev_ifindex).unwrap_or(0);
         read::at(dev, off.dev_nd_net).unwrap_or(0)

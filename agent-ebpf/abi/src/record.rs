@@ -61,8 +61,10 @@ pub struct Tuple {
 }
 
 /// What one aggregated flow is keyed on in the kernel: the packet's tuple
-/// (post-NAT, as in its headers), the drop reason, where it was dropped and
-/// in which network namespace.
+/// (post-NAT, as in its headers), the drop reason, where in the kernel it
+/// was dropped and on which device. The device pointer stands in for the
+/// network namespace (a device lives in one), so a repeated drop costs no
+/// extra reads; the namespace itself is read once, for the first record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -70,10 +72,13 @@ pub struct FlowKey {
     pub tuple: Tuple,
     /// `enum skb_drop_reason` value of the running kernel.
     pub reason: u32,
-    /// Network namespace inode number (0 when unknown).
-    pub netns: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// Kernel address that freed the skb (`kfree_skb` location).
     pub location: u64,
+    /// `skb->dev` (an opaque kernel pointer, 0 without a device); never
+    /// shown, only compared.
+    pub device: u64,
 }
 
 /// Counters of one aggregated flow, in a memory-mapped array the agent reads
@@ -115,7 +120,7 @@ pub struct DropRecord {
     pub len: u32,
     /// Monotonic ns of the drop.
     pub time_ns: u64,
-    /// The aggregation key: packet tuple, reason, location and netns.
+    /// The aggregation key: packet tuple, reason, location and device.
     pub key: FlowKey,
     /// ifindex of the device the skb was on when dropped (0 when none).
     pub ifindex: u32,
@@ -127,7 +132,9 @@ pub struct DropRecord {
     /// [`CT_PRESENT`] plus the conntrack info (`_nfct & 7`).
     pub ct_info: u8,
     /// Explicit padding.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Network namespace inode number of the device (or socket); 0 when unknown.
+    pub netns: u32,
     /// Conntrack original-direction tuple (before NAT), when present.
     pub ct_original: Tuple,
     /// Conntrack reply-direction tuple (after NAT, reversed), when present.
@@ -146,6 +153,6 @@ unsafe impl aya::Pod for DropRecord {}
 
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 56);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
 const _: () = assert!(core::mem::size_of::<FlowCounters>() == 40);
-const _: () = assert!(core::mem::size_of::<DropRecord>() == 8 + 8 + 8 + 56 + 8 + 8 + 80);
+const _: () = assert!(core::mem::size_of::<DropRecord>() == 8 + 8 + 8 + 64 + 8 + 8 + 80);

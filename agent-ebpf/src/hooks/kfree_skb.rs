@@ -35,15 +35,16 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
         emit::count(Stat::NotIp);
         return;
     };
-    let placement = skb::placement(&skb, off);
+    let len = skb::len(&skb, off);
     key.reason = reason;
-    key.netns = placement.netns;
+    key._pad = 0;
     key.location = location;
+    key.device = skb::device(&skb, off);
     let key: &FlowKey = key;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    if aggregate::add_to_existing(key, placement.len, tcp_flags, now) {
+    if aggregate::add_to_existing(key, len, tcp_flags, now) {
         emit::count(Stat::Aggregated);
         return;
     }
@@ -53,7 +54,7 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
         emit::count(Stat::LostRingFull);
         return;
     };
-    let slot = match aggregate::account(key, placement.len, tcp_flags, now) {
+    let slot = match aggregate::account(key, len, tcp_flags, now) {
         Slot::Existing => {
             entry.discard(0);
             emit::count(Stat::Aggregated);
@@ -62,6 +63,7 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
         Slot::New(slot) => slot,
         Slot::Full => SLOT_NONE,
     };
+    let placement = skb::placement(&skb, off, key.device);
     let record = entry.as_mut_ptr();
     // SAFETY: `record` points at reserved ring-buffer memory of the right
     // size; every field is written before submit. Written in place, not
@@ -74,13 +76,14 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
             cpu: bpf_get_smp_processor_id(),
         };
         (*record).slot = slot;
-        (*record).len = placement.len;
+        (*record).len = len;
         (*record).time_ns = now;
         (*record).key = *key;
         (*record).ifindex = placement.ifindex;
         (*record).ingress_ifindex = placement.ingress_ifindex;
         (*record).tcp_flags = tcp_flags;
-        (*record)._pad = [0; 6];
+        (*record)._pad = [0; 2];
+        (*record).netns = placement.netns;
         (*record).ct_original = Tuple::default();
         (*record).ct_reply = Tuple::default();
         (*record).ct_info = conntrack::read_into(

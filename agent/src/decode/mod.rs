@@ -132,7 +132,7 @@ impl Decoder {
             location: self.location(raw.key.location),
             packet: tuple(&raw.key.tuple, "packet")?,
             conntrack,
-            netns: raw.key.netns,
+            netns: raw.netns,
             ifindex: raw.ifindex,
             ingress_ifindex: raw.ingress_ifindex,
             len: raw.len,
