@@ -5,6 +5,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr, TcpListener},
+    os::unix::process::CommandExt as _,
     time::Duration,
 };
 
@@ -363,5 +364,45 @@ fn reasons_left_out_of_the_filter_never_reach_user_space() -> Result<()> {
         "NETFILTER_DROP was filtered out: {filtered:#?}"
     );
     agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn stopping_the_agent_detaches_its_program() -> Result<()> {
+    let agent = Agent::start(&[])?;
+    let id: u32 = agent
+        .log()
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("program_id="))
+        .and_then(|id| id.parse().ok())
+        .context("the agent logs its program id")?;
+    assert!(
+        dropscope_e2e::lab::program_exists(id)?,
+        "program {id} is loaded while running"
+    );
+    agent.stop()?;
+    assert!(
+        !dropscope_e2e::lab::program_exists(id)?,
+        "program {id} is gone after SIGTERM"
+    );
+    Ok(())
+}
+
+#[test]
+fn without_privilege_the_agent_says_what_it_needs() -> Result<()> {
+    let binary = std::env::var("DROPSCOPE_BIN").context("DROPSCOPE_BIN")?;
+    let output = std::process::Command::new(binary)
+        .args(["agent", "--duration", "1s"])
+        .env("RUST_LOG", "error")
+        .uid(65534)
+        .gid(65534)
+        .output()?;
+    assert!(
+        !output.status.success(),
+        "the agent must fail without privilege"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
     Ok(())
 }

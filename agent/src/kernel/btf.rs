@@ -295,6 +295,16 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_without_btf_is_named_with_the_fix() {
+        let error = KernelBtf::load(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .expect("no BTF there");
+        let message = error.to_string();
+        assert!(message.contains("/nonexistent/vmlinux"), "{message}");
+        assert!(message.contains("CONFIG_DEBUG_INFO_BTF"), "{message}");
+    }
+
+    #[test]
     fn names_resolve_both_ways() {
         let names =
             DropReasonNames::from_pairs([(12, "NETFILTER_DROP".into()), (3, "NO_SOCKET".into())]);

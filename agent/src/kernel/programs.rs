@@ -98,7 +98,8 @@ impl Kernel {
         }
 
         let (attached, program) = attach(&mut ebpf, config.hook)?;
-        tracing::info!(hook = ?attached, slots, "attached kfree_skb");
+        let program_id = program.read()?.id;
+        tracing::info!(hook = ?attached, program_id, slots, "attached kfree_skb");
         let maps = KernelMaps {
             events: take(&mut ebpf, maps::EVENTS)?,
             flows: take(&mut ebpf, maps::FLOWS)?,
@@ -230,6 +231,8 @@ fn map_error(map: &'static str, source: aya::maps::MapError) -> Error {
 /// Run-time statistics of a loaded program, as the kernel keeps them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramStats {
+    /// The kernel's id of the program (as `bpftool prog show` lists it).
+    pub id: u32,
     /// Invocations counted while BPF stats were enabled.
     pub run_count: u64,
     /// Nanoseconds spent in the program while BPF stats were enabled.
@@ -291,6 +294,7 @@ impl ProgramStatsReader {
             });
         }
         Ok(ProgramStats {
+            id: info.id,
             run_count: info.run_cnt,
             run_time_ns: info.run_time_ns,
             recursion_misses: info.recursion_misses,

@@ -22,6 +22,43 @@ pub use netns::Netns;
 pub use nft::Nft;
 pub use traffic::{TcpOutcome, connect_tcp, send_udp};
 
+/// True when the kernel has a BPF program with this id
+/// (`BPF_PROG_GET_FD_BY_ID`).
+pub fn program_exists(id: u32) -> Result<bool> {
+    #[repr(C)]
+    struct GetFdById {
+        prog_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    let mut attr = GetFdById {
+        prog_id: id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for this command and lives
+    // for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            &raw mut attr,
+            std::mem::size_of::<GetFdById>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: closing the fd the kernel just gave us.
+        unsafe { libc::close(fd as i32) };
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ENOENT) {
+        return Ok(false);
+    }
+    Err(error).context("bpf(BPF_PROG_GET_FD_BY_ID)")
+}
+
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 /// One pod of a lab.
