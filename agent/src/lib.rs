@@ -5,4 +5,5 @@
 //! [`track`] → [`fanout`] → sinks ([`print`]). [`pipeline`] wires them.
 #![deny(missing_docs)]
 
+pub mod enrich;
 pub mod model;

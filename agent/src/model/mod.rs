@@ -8,3 +8,10 @@ pub mod tuple;
 pub use event::{DropEvent, Event, EventKind, KernelLocation, LossEvent, LossSource};
 pub use record::{DropRecord, DropReason, FlowSample, Record, TcpFlags};
 pub use tuple::{Endpoint, Protocol, Tuple};
+pub mod identity;
+pub mod verdict;
+pub use identity::{Backend, Identity, Workload};
+pub use verdict::{
+    ClosestMiss, Direction, DirectionReport, Explanation, FlowEnd, Hint, HintCode, PolicyRef,
+    RuleRef, Verdict,
+};
