@@ -6,4 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod enrich;
+pub mod explain;
 pub mod model;
+#[cfg(test)]
+mod testkit;

@@ -1,0 +1,90 @@
+//! Label selector semantics (`metav1.LabelSelector`): every requirement must
+//! hold; `matchLabels` entries are `In` one value; `In` needs the label set
+//! to one of the values, `NotIn` holds when the label is unset or set to
+//! none of them, `Exists` / `DoesNotExist` test presence; `{}` selects
+//! everything. Receives compiled selectors and labels, emits booleans and
+//! the first requirement that failed.
+
+use crate::enrich::view::{Labels, Operator, Requirement, Selector};
+
+/// True when one requirement holds for the labels.
+pub fn requirement_matches(requirement: &Requirement, labels: &Labels) -> bool {
+    let value = labels.get(&requirement.key);
+    let listed = |value: &str| {
+        requirement
+            .values
+            .binary_search_by(|candidate| candidate.as_ref().cmp(value))
+            .is_ok()
+    };
+    match requirement.operator {
+        Operator::In => value.is_some_and(listed),
+        Operator::NotIn => !value.is_some_and(listed),
+        Operator::Exists => value.is_some(),
+        Operator::DoesNotExist => value.is_none(),
+    }
+}
+
+/// True when the selector selects the labels.
+pub fn matches(selector: &Selector, labels: &Labels) -> bool {
+    selector
+        .requirements
+        .iter()
+        .all(|requirement| requirement_matches(requirement, labels))
+}
+
+/// The first requirement the labels fail, if any.
+pub fn first_failure<'s>(selector: &'s Selector, labels: &Labels) -> Option<&'s Requirement> {
+    selector
+        .requirements
+        .iter()
+        .find(|requirement| !requirement_matches(requirement, labels))
+}
+
+/// Label keys the selector needs present (`In`, `Exists`).
+pub fn required_keys(selector: &Selector) -> impl Iterator<Item = &str> {
+    selector
+        .requirements
+        .iter()
+        .filter(|requirement| matches!(requirement.operator, Operator::In | Operator::Exists))
+        .map(|requirement| requirement.key.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{labels, selector};
+
+    /// One row per rule of the LabelSelector reference.
+    #[test]
+    fn label_selector_rules() {
+        let rows: [(&str, Selector, &[(&str, &str)], bool); 14] = [
+            ("empty selector selects everything", selector(&[], &[]), &[("a", "1")], true),
+            ("empty selector selects unlabelled", selector(&[], &[]), &[], true),
+            ("matchLabels equal value", selector(&[("app", "api")], &[]), &[("app", "api")], true),
+            ("matchLabels other value", selector(&[("app", "api")], &[]), &[("app", "web")], false),
+            ("matchLabels missing key", selector(&[("app", "api")], &[]), &[], false),
+            (
+                "matchLabels are ANDed",
+                selector(&[("app", "api"), ("tier", "be")], &[]),
+                &[("app", "api")],
+                false,
+            ),
+            ("In listed value", selector(&[], &[("env", "In", &["dev", "prod"])]), &[("env", "prod")], true),
+            ("In unlisted value", selector(&[], &[("env", "In", &["dev", "prod"])]), &[("env", "qa")], false),
+            ("NotIn absent key matches", selector(&[], &[("env", "NotIn", &["prod"])]), &[], true),
+            ("NotIn listed value fails", selector(&[], &[("env", "NotIn", &["prod"])]), &[("env", "prod")], false),
+            ("Exists present key", selector(&[], &[("env", "Exists", &[])]), &[("env", "")], true),
+            ("Exists absent key", selector(&[], &[("env", "Exists", &[])]), &[], false),
+            ("DoesNotExist absent key", selector(&[], &[("env", "DoesNotExist", &[])]), &[], true),
+            (
+                "matchLabels AND matchExpressions",
+                selector(&[("app", "api")], &[("env", "DoesNotExist", &[])]),
+                &[("app", "api"), ("env", "x")],
+                false,
+            ),
+        ];
+        for (rule, selector, pod_labels, want) in rows {
+            assert_eq!(matches(&selector, &labels(pod_labels)), want, "{rule}");
+        }
+    }
+}
