@@ -27,6 +27,9 @@ pub mod port;
 pub mod selector;
 pub mod verdict;
 
+#[cfg(test)]
+mod tests;
+
 use std::{net::IpAddr, sync::Arc};
 
 use self::{
@@ -121,6 +124,41 @@ pub enum Error {
     /// A Service can only be a destination.
     #[error("a service can only be the destination")]
     ServiceAsSource,
+    /// A target that is neither `NS/POD`, `NS/svc/NAME` nor an IP.
+    #[error("{input:?} is not NS/POD, NS/svc/NAME or an IP address")]
+    BadTarget {
+        /// What was given.
+        input: String,
+    },
+}
+
+impl std::str::FromStr for Target {
+    type Err = Error;
+
+    /// `NS/POD`, `NS/svc/NAME` (or `NS/service/NAME`), or an IP address.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = input.parse::<IpAddr>() {
+            return Ok(Self::Ip(ip));
+        }
+        let bad = || Error::BadTarget {
+            input: input.to_string(),
+        };
+        let parts: Vec<&str> = input.split('/').collect();
+        if parts.iter().any(|part| part.is_empty()) {
+            return Err(bad());
+        }
+        match parts.as_slice() {
+            [namespace, name] => Ok(Self::Pod {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            }),
+            [namespace, "svc" | "service", name] => Ok(Self::Service {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            }),
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// The Service a flow went through.

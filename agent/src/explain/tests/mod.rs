@@ -1,0 +1,6 @@
+//! The explain suites: NetworkPolicy semantics (one row per rule of the
+//! reference) and the traps the hints must name.
+
+mod cluster;
+mod semantics;
+mod traps;
