@@ -5,8 +5,10 @@
 //! [`track`] → [`fanout`] → sinks ([`print`]). [`pipeline`] wires them.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod enrich;
 pub mod explain;
 pub mod model;
+pub mod print;
 #[cfg(test)]
 mod testkit;

@@ -105,12 +105,15 @@ pub fn with_port(mut pod: Pod, name: &str, port: i32, protocol: Protocol) -> Pod
     if let Some(spec) = pod.spec.as_mut()
         && let Some(container) = spec.containers.first_mut()
     {
-        container.ports.get_or_insert_with(Vec::new).push(ContainerPort {
-            name: Some(name.into()),
-            container_port: port,
-            protocol: Some(protocol.to_string()),
-            ..Default::default()
-        });
+        container
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(ContainerPort {
+                name: Some(name.into()),
+                container_port: port,
+                protocol: Some(protocol.to_string()),
+                ..Default::default()
+            });
     }
     pod
 }

@@ -10,10 +10,13 @@ use super::view::{Pod, View};
 
 fn is_uid(candidate: &str) -> bool {
     candidate.len() == 36
-        && candidate.bytes().enumerate().all(|(index, byte)| match index {
-            8 | 13 | 18 | 23 => byte == b'-',
-            _ => byte.is_ascii_hexdigit(),
-        })
+        && candidate
+            .bytes()
+            .enumerate()
+            .all(|(index, byte)| match index {
+                8 | 13 | 18 | 23 => byte == b'-',
+                _ => byte.is_ascii_hexdigit(),
+            })
 }
 
 /// The pod UID (with dashes) in a kubelet cgroup path, if any.

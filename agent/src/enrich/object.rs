@@ -13,7 +13,9 @@ use std::{
 use ipnet::IpNet;
 use k8s_openapi::{
     api::{
-        core::v1::{Namespace as K8sNamespace, Node as K8sNode, Pod as K8sPod, Service as K8sService},
+        core::v1::{
+            Namespace as K8sNamespace, Node as K8sNode, Pod as K8sPod, Service as K8sService,
+        },
         discovery::v1::EndpointSlice as K8sEndpointSlice,
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -417,9 +419,11 @@ pub fn pod(object: &K8sPod, interner: &mut Interner) -> Result<Pod, Error> {
         ips.push(ip);
     }
     let mut ports = Vec::new();
-    let containers = spec
-        .into_iter()
-        .flat_map(|spec| spec.containers.iter().chain(spec.init_containers.iter().flatten()));
+    let containers = spec.into_iter().flat_map(|spec| {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+    });
     for (index, container) in containers.enumerate() {
         for (port_index, port) in container.ports.iter().flatten().enumerate() {
             let field = format!("spec.containers[{index}].ports[{port_index}]");

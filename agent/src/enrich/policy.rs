@@ -62,7 +62,9 @@ impl Selector {
     pub fn first_equality(&self) -> Option<(&Str, &Str)> {
         self.requirements
             .iter()
-            .find(|requirement| requirement.operator == Operator::In && requirement.values.len() == 1)
+            .find(|requirement| {
+                requirement.operator == Operator::In && requirement.values.len() == 1
+            })
             .map(|requirement| (&requirement.key, &requirement.values[0]))
     }
 
@@ -100,7 +102,9 @@ impl Selector {
             values.dedup();
             match operator {
                 Operator::In | Operator::NotIn if values.is_empty() => {
-                    return Err(format!("{field}.values: must be non-empty for {operator:?}"));
+                    return Err(format!(
+                        "{field}.values: must be non-empty for {operator:?}"
+                    ));
                 }
                 Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
                     return Err(format!("{field}.values: must be empty for {operator:?}"));
@@ -233,11 +237,7 @@ impl Policy {
     }
 }
 
-fn peer(
-    peer: &NetworkPolicyPeer,
-    field: &str,
-    interner: &mut Interner,
-) -> Result<Peer, String> {
+fn peer(peer: &NetworkPolicyPeer, field: &str, interner: &mut Interner) -> Result<Peer, String> {
     if let Some(block) = &peer.ip_block {
         if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
             return Err(format!(
@@ -250,9 +250,9 @@ fn peer(
             .map_err(|error| format!("{field}.ipBlock.cidr: {:?}: {error}", block.cidr))?;
         let mut except = Vec::new();
         for (index, entry) in block.except.iter().flatten().enumerate() {
-            let net: IpNet = entry.parse().map_err(|error| {
-                format!("{field}.ipBlock.except[{index}]: {entry:?}: {error}")
-            })?;
+            let net: IpNet = entry
+                .parse()
+                .map_err(|error| format!("{field}.ipBlock.except[{index}]: {entry:?}: {error}"))?;
             except.push(net);
         }
         return Ok(Peer::IpBlock {
@@ -261,12 +261,16 @@ fn peer(
         });
     }
     if peer.pod_selector.is_none() && peer.namespace_selector.is_none() {
-        return Err(format!("{field}: a peer must set podSelector, namespaceSelector or ipBlock"));
+        return Err(format!(
+            "{field}: a peer must set podSelector, namespaceSelector or ipBlock"
+        ));
     }
     let namespaces = peer
         .namespace_selector
         .as_ref()
-        .map(|selector| Selector::compile(selector, &format!("{field}.namespaceSelector"), interner))
+        .map(|selector| {
+            Selector::compile(selector, &format!("{field}.namespaceSelector"), interner)
+        })
         .transpose()?;
     let pods = peer
         .pod_selector
@@ -276,7 +280,11 @@ fn peer(
     Ok(Peer::Pods { namespaces, pods })
 }
 
-fn port(port: &NetworkPolicyPort, field: &str, interner: &mut Interner) -> Result<PortRule, String> {
+fn port(
+    port: &NetworkPolicyPort,
+    field: &str,
+    interner: &mut Interner,
+) -> Result<PortRule, String> {
     let protocol = parse_protocol(port.protocol.as_deref(), &format!("{field}.protocol"))?;
     let named = |name: &str, interner: &mut Interner| -> Result<PortMatch, String> {
         if port.end_port.is_some() {

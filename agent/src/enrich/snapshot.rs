@@ -39,6 +39,9 @@ pub struct Loaded {
     pub skipped: Vec<Skipped>,
 }
 
+/// Parsed snapshot items: events with their item index, and skipped items.
+pub type Parsed = (Vec<(usize, WatchEvent)>, Vec<Skipped>);
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListDocument {
@@ -123,10 +126,7 @@ fn parse_error(path: &Path, field: String, reason: impl ToString) -> Error {
 
 /// Parses snapshot text into events, each with its item index, and the
 /// items skipped because they do not parse as their kind.
-pub fn parse(
-    text: &str,
-    path: &Path,
-) -> Result<(Vec<(usize, WatchEvent)>, Vec<Skipped>), Error> {
+pub fn parse(text: &str, path: &Path) -> Result<Parsed, Error> {
     let document: Value = if text.trim_start().starts_with('{') {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(&mut deserializer)
@@ -142,7 +142,10 @@ pub fn parse(
         return Err(parse_error(
             path,
             "kind".into(),
-            format!("expected a List (kubectl get ... -o yaml), found kind {:?}", list.kind),
+            format!(
+                "expected a List (kubectl get ... -o yaml), found kind {:?}",
+                list.kind
+            ),
         ));
     }
     let mut events = Vec::new();
@@ -185,7 +188,12 @@ fn object(item: &Value) -> Result<Object, (String, String)> {
     let kind = Kind::ALL
         .into_iter()
         .find(|candidate| candidate.as_str() == kind)
-        .ok_or_else(|| ("kind".to_string(), format!("kind {kind:?} is not used by dropscope")))?;
+        .ok_or_else(|| {
+            (
+                "kind".to_string(),
+                format!("kind {kind:?} is not used by dropscope"),
+            )
+        })?;
     Ok(match kind {
         Kind::Namespace => Object::Namespace(typed(item)?),
         Kind::Pod => Object::Pod(typed(item)?),
@@ -194,4 +202,137 @@ fn object(item: &Value) -> Result<Object, (String, String)> {
         Kind::NetworkPolicy => Object::NetworkPolicy(typed(item)?),
         Kind::Node => Object::Node(typed(item)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD_POD: &str = r#"
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web, namespace: default, uid: 11111111-2222-3333-4444-555555555555, labels: {app: web}}
+  spec: {containers: [{name: main, image: nginx}], nodeName: worker-1}
+  status: {phase: Running, podIP: 10.244.1.11, podIPs: [{ip: 10.244.1.11}]}
+"#;
+
+    fn list(items: &str) -> String {
+        format!("apiVersion: v1\nkind: List\nitems:{items}")
+    }
+
+    #[test]
+    fn bad_items_are_skipped_naming_their_field_path() {
+        let text = list(&format!(
+            "{GOOD_POD}{}",
+            r#"
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: default}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings, namespace: default}
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: broken-port, namespace: default}
+  spec:
+    podSelector: {}
+    ingress:
+    - ports:
+      - {port: 80}
+      - {port: [not, a, port]}
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: end-port-without-port, namespace: default}
+  spec:
+    podSelector: {}
+    egress:
+    - ports: [{protocol: TCP, endPort: 90}]
+"#
+        ));
+        let mut store = Store::new();
+        let loaded =
+            load_str(&text, Path::new("cluster.yaml"), &mut store).expect("the file is a List");
+        assert_eq!(loaded.applied, 2, "{loaded:#?}");
+        let fields: Vec<(&str, &str, &str)> = loaded
+            .skipped
+            .iter()
+            .map(|skip| (skip.field.as_str(), skip.kind.as_str(), skip.name.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("items[2].kind", "ConfigMap", "settings"),
+                (
+                    "items[3].spec.ingress[0].ports[1].port",
+                    "NetworkPolicy",
+                    "broken-port"
+                ),
+                (
+                    "items[4].spec.egress[0].ports[0].endPort",
+                    "NetworkPolicy",
+                    "end-port-without-port"
+                ),
+            ]
+        );
+        assert_eq!(store.counts().pods, 1);
+        assert_eq!(store.counts().policies, 0);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_list_names_the_file_and_field() {
+        let cases = [
+            (
+                "not a List",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+                "kind",
+            ),
+            (
+                "items is not a sequence",
+                "apiVersion: v1\nkind: List\nitems: {a: 1}\n",
+                "items",
+            ),
+            ("no kind", "apiVersion: v1\nitems: []\n", "."),
+            (
+                "JSON items is not a sequence",
+                r#"{"kind": "List", "items": 3}"#,
+                "items",
+            ),
+        ];
+        for (name, text, want_field) in cases {
+            let error =
+                load_str(text, Path::new("/tmp/snap.yaml"), &mut Store::new()).expect_err(name);
+            match &error {
+                Error::SnapshotParse { path, field, .. } => {
+                    assert_eq!(path, Path::new("/tmp/snap.yaml"), "{name}");
+                    assert_eq!(field, want_field, "{name}: {error}");
+                }
+                other => panic!("{name}: unexpected {other}"),
+            }
+            assert!(
+                error.to_string().contains("/tmp/snap.yaml"),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_and_json_lists_load_the_same() {
+        let yaml = list(GOOD_POD);
+        let value: serde_json::Value = serde_norway::from_str(&yaml).expect("yaml");
+        let json = serde_json::to_string(&value).expect("json");
+        let mut from_yaml = Store::new();
+        let mut from_json = Store::new();
+        load_str(&yaml, Path::new("a.yaml"), &mut from_yaml).expect("yaml loads");
+        load_str(&json, Path::new("a.json"), &mut from_json).expect("json loads");
+        assert_eq!(from_yaml.counts(), from_json.counts());
+        assert_eq!(from_json.counts().pods, 1);
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let error =
+            load(Path::new("/nonexistent/snap.yaml"), &mut Store::new()).expect_err("no file");
+        assert!(matches!(error, Error::SnapshotRead { .. }), "{error}");
+        assert!(error.to_string().contains("/nonexistent/snap.yaml"));
+    }
 }

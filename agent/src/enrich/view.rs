@@ -99,7 +99,11 @@ impl<'a> View<'a> {
     }
 
     /// The pods (any namespace) carrying `key=value`.
-    pub fn pods_with_label(&self, key: &str, value: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+    pub fn pods_with_label(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
         let store = self.store;
         store
             .pods_by_label
@@ -144,7 +148,9 @@ impl<'a> View<'a> {
             let slice_port = slice
                 .ports
                 .iter()
-                .find(|candidate| candidate.name == port.name && candidate.protocol == port.protocol)
+                .find(|candidate| {
+                    candidate.name == port.name && candidate.protocol == port.protocol
+                })
                 .map(|candidate| candidate.port);
             for endpoint in &slice.endpoints {
                 let pod = endpoint
@@ -169,7 +175,7 @@ impl<'a> View<'a> {
                 }
             }
         }
-        backends.sort_by(|a, b| (!a.ready, a.ip).cmp(&(!b.ready, b.ip)));
+        backends.sort_by_key(|backend| (!backend.ready, backend.ip));
         backends.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
         backends
     }
@@ -255,7 +261,11 @@ impl<'a> View<'a> {
     }
 
     /// The Service port a packet to `port`/`protocol` on the VIP used.
-    pub fn service_port(service: &'a Service, port: u16, protocol: Protocol) -> Option<&'a ServicePort> {
+    pub fn service_port(
+        service: &'a Service,
+        port: u16,
+        protocol: Protocol,
+    ) -> Option<&'a ServicePort> {
         service
             .ports
             .iter()

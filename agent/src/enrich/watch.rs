@@ -32,7 +32,11 @@ pub async fn connect() -> Result<Client, Error> {
 
 type Item = Result<WatchEvent, (Kind, watcher::Error)>;
 
-fn kind_stream<K>(client: &Client, kind: Kind, wrap: fn(Box<K>) -> Object) -> BoxStream<'static, Item>
+fn kind_stream<K>(
+    client: &Client,
+    kind: Kind,
+    wrap: fn(Box<K>) -> Object,
+) -> BoxStream<'static, Item>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
@@ -115,7 +119,9 @@ pub async fn sync_once(client: &Client, store: &mut Store) -> Result<(), Error> 
     let mut done: Vec<Kind> = Vec::new();
     let mut forbidden = Vec::new();
     while done.len() < Kind::ALL.len() {
-        let Some(item) = stream.next().await else { break };
+        let Some(item) = stream.next().await else {
+            break;
+        };
         if let Some(kind) = handle(store, item, &mut forbidden)
             && !done.contains(&kind)
         {

@@ -63,7 +63,12 @@ fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
     }
 }
 
-fn peer(facts: &Facts<'_>, policy_namespace: &str, pod: Option<&Pod>, ip: IpAddr) -> NetworkPolicyPeer {
+fn peer(
+    facts: &Facts<'_>,
+    policy_namespace: &str,
+    pod: Option<&Pod>,
+    ip: IpAddr,
+) -> NetworkPolicyPeer {
     match pod.filter(|pod| !pod.host_network) {
         Some(pod) => NetworkPolicyPeer {
             pod_selector: Some(selector(identifying_labels(pod))),
@@ -91,7 +96,13 @@ fn peer(facts: &Facts<'_>, policy_namespace: &str, pod: Option<&Pod>, ip: IpAddr
 fn dns_name(text: &str) -> String {
     let mut name: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     name.truncate(63);
     name.trim_matches('-').to_string()
@@ -142,7 +153,12 @@ pub fn suggest(facts: &Facts<'_>) -> Option<String> {
         match direction {
             Direction::Egress => {
                 spec.egress = Some(vec![NetworkPolicyEgressRule {
-                    to: Some(vec![peer(facts, &namespace, destination_pod, facts.destination.ip)]),
+                    to: Some(vec![peer(
+                        facts,
+                        &namespace,
+                        destination_pod,
+                        facts.destination.ip,
+                    )]),
                     ports: Some(vec![port.clone()]),
                 }]);
             }

@@ -46,24 +46,36 @@ pub fn describe_peer(facts: &Facts<'_>, direction: Direction, miss: &PeerMiss<'_
         ),
         PeerMiss::OtherNamespace { policy_namespace } => format!(
             "a podSelector without namespaceSelector selects pods of {policy_namespace} only, and {identity} is in {}",
-            end.pod.map(|pod| pod.namespace.to_string()).unwrap_or_default()
+            end.pod
+                .map(|pod| pod.namespace.to_string())
+                .unwrap_or_default()
         ),
         PeerMiss::NamespaceNotSelected { selector } => {
-            let namespace = end.pod.map(|pod| pod.namespace.to_string()).unwrap_or_default();
+            let namespace = end
+                .pod
+                .map(|pod| pod.namespace.to_string())
+                .unwrap_or_default();
             let labels = facts
                 .view
                 .namespace(&namespace)
                 .map(|found| found.labels.to_string())
                 .unwrap_or_else(|| "<unknown>".into());
-            format!("namespaceSelector {selector} does not select namespace {namespace} (labels {labels})")
+            format!(
+                "namespaceSelector {selector} does not select namespace {namespace} (labels {labels})"
+            )
         }
         PeerMiss::PodNotSelected { selector, .. } => format!(
             "podSelector {selector} does not select {identity} (labels {})",
-            end.pod.map(|pod| pod.labels.to_string()).unwrap_or_default()
+            end.pod
+                .map(|pod| pod.labels.to_string())
+                .unwrap_or_default()
         ),
         PeerMiss::IpNotCovered { cidr } => format!("ipBlock {cidr} does not cover {}", end.ip),
         PeerMiss::IpExcepted { cidr, except } => {
-            format!("ipBlock {cidr} covers {} but its except {except} removes it", end.ip)
+            format!(
+                "ipBlock {cidr} covers {} but its except {except} removes it",
+                end.ip
+            )
         }
     }
 }
@@ -95,8 +107,15 @@ pub fn why(facts: &Facts<'_>, direction: Direction, rule: &RuleCheck<'_>) -> Str
             .iter()
             .take(3)
             .map(|(index, miss)| {
-                let field = if direction == Direction::Ingress { "from" } else { "to" };
-                format!("{field}[{index}]: {}", describe_peer(facts, direction, miss))
+                let field = if direction == Direction::Ingress {
+                    "from"
+                } else {
+                    "to"
+                };
+                format!(
+                    "{field}[{index}]: {}",
+                    describe_peer(facts, direction, miss)
+                )
             })
             .collect();
         parts.push(peers.join("; "));
@@ -135,9 +154,7 @@ impl Hints {
 }
 
 fn is_dns(facts: &Facts<'_>) -> bool {
-    let dns_label = |pod: &Pod| {
-        matches!(pod.labels.get("k8s-app"), Some("kube-dns" | "coredns"))
-    };
+    let dns_label = |pod: &Pod| matches!(pod.labels.get("k8s-app"), Some("kube-dns" | "coredns"));
     facts.port == 53
         || facts.service.is_some_and(|hit| {
             hit.port.port == 53 || matches!(hit.service.name.as_ref(), "kube-dns" | "coredns")
@@ -186,7 +203,11 @@ fn general(facts: &Facts<'_>, hints: &mut Hints) {
                 ));
             } else if !check.isolated() {
                 by.push(match check.pod {
-                    Some(pod) => format!("no policy isolates {} for {}", pod_name(pod), check.direction),
+                    Some(pod) => format!(
+                        "no policy isolates {} for {}",
+                        pod_name(pod),
+                        check.direction
+                    ),
                     None => format!("no pod to isolate for {}", check.direction),
                 });
             }
@@ -217,7 +238,9 @@ fn general(facts: &Facts<'_>, hints: &mut Hints) {
         if let Identity::Unknown { .. } = identity {
             hints.push(
                 HintCode::UnknownAddress,
-                format!("{ip} is in the pod network but no known pod has it (metadata may be stale)"),
+                format!(
+                    "{ip} is in the pod network but no known pod has it (metadata may be stale)"
+                ),
             );
         }
     }
@@ -248,18 +271,47 @@ fn denied(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints) {
         );
     }
     if direction == Direction::Egress && is_dns(facts) {
-        let after_dnat = match facts.service {
-            Some(hit) if hit.port.port != facts.port => {
-                format!(" ({}/{} after DNAT from {})", facts.protocol, facts.port, hit.port.port)
-            }
-            _ => String::new(),
+        let (target, needed) = match facts.service {
+            Some(hit) if hit.port.port != facts.port => (
+                format!(
+                    "service {}/{} {}/{}, DNATed to {} on {}/{}",
+                    hit.service.namespace,
+                    hit.service.name,
+                    facts.protocol,
+                    hit.port.port,
+                    facts.destination_identity,
+                    facts.protocol,
+                    facts.port
+                ),
+                format!(
+                    "{}/{} (the DNS pods' port after DNAT)",
+                    facts.protocol, facts.port
+                ),
+            ),
+            Some(hit) => (
+                format!(
+                    "service {}/{} {}/{}, backend {}",
+                    hit.service.namespace,
+                    hit.service.name,
+                    facts.protocol,
+                    hit.port.port,
+                    facts.destination_identity
+                ),
+                "UDP/TCP 53".to_string(),
+            ),
+            None => (
+                format!(
+                    "{} {}/{}",
+                    facts.destination_identity, facts.protocol, facts.port
+                ),
+                "UDP/TCP 53".to_string(),
+            ),
         };
         hints.push(
             HintCode::DnsEgressDenied,
             format!(
-                "egress from {} to DNS ({}{after_dnat}) is denied: {policies} isolate it for egress and no rule allows UDP/TCP 53 to kube-dns, so name resolution fails before any connection starts",
-                pod_name(subject),
-                facts.destination_identity
+                "egress from {} to DNS ({target}) is denied: {policies} isolate it for egress and no rule allows {needed} to kube-dns, so name resolution fails before any connection starts",
+                pod_name(subject)
             ),
         );
     }
@@ -335,7 +387,12 @@ fn source_node(
     let has_ip_block = check.rules.iter().any(|rule| {
         verdict::rules(rule.policy, Direction::Ingress)
             .get(rule.index)
-            .is_some_and(|written| written.peers.iter().any(|peer| matches!(peer, Peer::IpBlock { .. })))
+            .is_some_and(|written| {
+                written
+                    .peers
+                    .iter()
+                    .any(|peer| matches!(peer, Peer::IpBlock { .. }))
+            })
     });
     let only_pods = if has_ip_block {
         "no ipBlock covers it"
@@ -383,12 +440,20 @@ fn source_node(
 fn rule_defects(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints) {
     let direction = check.direction;
     let (end, _) = facts.other_end(direction);
-    let closest = super::closest(facts).filter(|(closest_direction, _)| *closest_direction == direction);
+    let closest =
+        super::closest(facts).filter(|(closest_direction, _)| *closest_direction == direction);
     for rule in &check.rules {
         let name = rule_name(rule.policy, direction, rule.index);
         let is_closest = closest.is_some_and(|(_, best)| std::ptr::eq(best, rule));
         for (index, miss) in &rule.peers.misses {
-            let field = format!("{name}.{}[{index}]", if direction == Direction::Ingress { "from" } else { "to" });
+            let field = format!(
+                "{name}.{}[{index}]",
+                if direction == Direction::Ingress {
+                    "from"
+                } else {
+                    "to"
+                }
+            );
             match miss {
                 PeerMiss::NamespaceNotSelected { selector } => {
                     let missing = peer::missing_namespace_keys(&facts.view, selector);
@@ -407,13 +472,24 @@ fn rule_defects(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints
                         );
                     }
                 }
-                PeerMiss::PodNotSelected { selector, namespaces } => {
-                    if !peer::any_pod_selected(&facts.view, &rule.policy.namespace, *namespaces, selector) {
+                PeerMiss::PodNotSelected {
+                    selector,
+                    namespaces,
+                } => {
+                    if !peer::any_pod_selected(
+                        &facts.view,
+                        &rule.policy.namespace,
+                        *namespaces,
+                        selector,
+                    ) {
                         let scope = match namespaces {
                             None => format!("namespace {}", rule.policy.namespace),
                             Some(selector) => format!("namespaces {selector}"),
                         };
-                        let labels = end.pod.map(|pod| pod.labels.to_string()).unwrap_or_default();
+                        let labels = end
+                            .pod
+                            .map(|pod| pod.labels.to_string())
+                            .unwrap_or_default();
                         hints.push(
                             HintCode::SelectorMatchesNoPod,
                             format!(
@@ -425,7 +501,10 @@ fn rule_defects(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints
                 }
                 PeerMiss::IpExcepted { cidr, except } => hints.push(
                     HintCode::IpBlockExcept,
-                    format!("{field} ipBlock {cidr} covers {} but its except {except} removes it", end.ip),
+                    format!(
+                        "{field} ipBlock {cidr} covers {} but its except {except} removes it",
+                        end.ip
+                    ),
                 ),
                 PeerMiss::IpNotCovered { cidr } if is_closest || rule.ports.matched => hints.push(
                     HintCode::IpBlockNotCovering,
@@ -435,28 +514,51 @@ fn rule_defects(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints
             }
         }
         if is_closest && rule.peers.matched && !rule.ports.matched {
-            for miss in &rule.ports.misses {
-                let code = match miss {
-                    PortMiss::NamedUnresolved { .. } | PortMiss::NamedOther { .. } => HintCode::NamedPortUnresolved,
-                    _ => HintCode::PortMismatch,
-                };
-                hints.push(code, format!("{name}: the peer matches but {}", describe_port(facts, miss)));
-            }
+            let named = rule.ports.misses.iter().any(|miss| {
+                matches!(
+                    miss,
+                    PortMiss::NamedUnresolved { .. } | PortMiss::NamedOther { .. }
+                )
+            });
+            let code = if named {
+                HintCode::NamedPortUnresolved
+            } else {
+                HintCode::PortMismatch
+            };
+            let misses: Vec<String> = rule
+                .ports
+                .misses
+                .iter()
+                .map(|miss| describe_port(facts, miss))
+                .collect();
+            hints.push(
+                code,
+                format!("{name}: the peer matches but {}", misses.join("; ")),
+            );
         }
     }
 }
 
 /// Policies that would allow the flow but do not select the pod: their
 /// podSelector matches no pod, or they live in another namespace.
-fn misplaced_policies(facts: &Facts<'_>, check: &DirectionCheck<'_>, subject: &Pod, hints: &mut Hints) {
+fn misplaced_policies(
+    facts: &Facts<'_>,
+    check: &DirectionCheck<'_>,
+    subject: &Pod,
+    hints: &mut Hints,
+) {
     let direction = check.direction;
     let (end, _) = facts.other_end(direction);
     let other = end.peer();
     let packet = facts.packet();
     let would_allow = |policy: &std::sync::Arc<Policy>, namespace: &str| {
-        verdict::rules(policy, direction).iter().enumerate().any(|(index, rule)| {
-            verdict::check_rule(&facts.view, policy, namespace, index, rule, &other, &packet).allows()
-        })
+        verdict::rules(policy, direction)
+            .iter()
+            .enumerate()
+            .any(|(index, rule)| {
+                verdict::check_rule(&facts.view, policy, namespace, index, rule, &other, &packet)
+                    .allows()
+            })
     };
     for policy in facts.view.policies_in(&subject.namespace) {
         if !verdict::affects(policy, direction)
@@ -473,7 +575,12 @@ fn misplaced_policies(facts: &Facts<'_>, check: &DirectionCheck<'_>, subject: &P
             policy.pod_selector,
             policy.namespace
         );
-        let _ = write!(message, " ({} has labels {})", pod_name(subject), subject.labels);
+        let _ = write!(
+            message,
+            " ({} has labels {})",
+            pod_name(subject),
+            subject.labels
+        );
         hints.push(HintCode::PolicySelectsNoPod, message);
     }
     for policy in facts.view.policies_maybe_selecting(&subject.labels) {

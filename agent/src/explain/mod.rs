@@ -249,14 +249,20 @@ impl<'a> Facts<'a> {
 }
 
 fn pod_end<'a>(view: &View<'a>, namespace: &str, name: &str) -> Result<End<'a>, Error> {
-    let pod = view.pod(namespace, name).ok_or_else(|| Error::PodNotFound {
-        namespace: namespace.into(),
-        name: name.into(),
-    })?;
-    let ip = pod.ips.first().copied().ok_or_else(|| Error::PodWithoutIp {
-        namespace: namespace.into(),
-        name: name.into(),
-    })?;
+    let pod = view
+        .pod(namespace, name)
+        .ok_or_else(|| Error::PodNotFound {
+            namespace: namespace.into(),
+            name: name.into(),
+        })?;
+    let ip = pod
+        .ips
+        .first()
+        .copied()
+        .ok_or_else(|| Error::PodWithoutIp {
+            namespace: namespace.into(),
+            name: name.into(),
+        })?;
     Ok(End { ip, pod: Some(pod) })
 }
 
@@ -274,14 +280,13 @@ fn service_destinations<'a>(
     protocol: Protocol,
     vip: Option<IpAddr>,
 ) -> Result<Vec<Destination<'a>>, Error> {
-    let service_port = View::service_port(service, port, protocol).ok_or_else(|| {
-        Error::ServicePortNotFound {
+    let service_port =
+        View::service_port(service, port, protocol).ok_or_else(|| Error::ServicePortNotFound {
             namespace: service.namespace.to_string(),
             name: service.name.to_string(),
             port,
             protocol,
-        }
-    })?;
+        })?;
     let vip = vip
         .or_else(|| service.cluster_ips.first().copied())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
@@ -351,11 +356,7 @@ fn destinations<'a>(view: &View<'a>, flow: &Flow) -> Result<Vec<Destination<'a>>
                 return Ok(vec![Destination {
                     end,
                     port: flow.port,
-                    service: Some(ServiceHit {
-                        service,
-                        port,
-                        vip,
-                    }),
+                    service: Some(ServiceHit { service, port, vip }),
                     no_endpoints: false,
                 }]);
             }
@@ -413,7 +414,11 @@ fn report(check: &DirectionCheck<'_>) -> DirectionReport {
             .pod
             .map(|pod| format!("{}/{}", pod.namespace, pod.name)),
         isolated: check.isolated(),
-        policies: check.policies.iter().map(|policy| policy_ref(policy)).collect(),
+        policies: check
+            .policies
+            .iter()
+            .map(|policy| policy_ref(policy))
+            .collect(),
         allowed_by: check
             .rules
             .iter()
@@ -465,7 +470,11 @@ fn explain_one(
         Some(pod) => pod.identity(),
         None => view.identify(source.ip, dst_node),
     };
-    let destination_identity = match (destination.end.pod, destination.no_endpoints, &destination.service) {
+    let destination_identity = match (
+        destination.end.pod,
+        destination.no_endpoints,
+        &destination.service,
+    ) {
         (Some(pod), _, _) => pod.identity(),
         (None, true, Some(hit)) => service_identity(hit, None),
         _ => view.identify(destination.end.ip, None),

@@ -109,12 +109,10 @@ pub fn check<'p>(
                 None if pod.namespace.as_ref() != policy_namespace => {
                     return Some(PeerMiss::OtherNamespace { policy_namespace });
                 }
-                None => {}
-                Some(selector) => {
-                    if !namespace_selected(view, selector, &pod.namespace) {
-                        return Some(PeerMiss::NamespaceNotSelected { selector });
-                    }
+                Some(selector) if !namespace_selected(view, selector, &pod.namespace) => {
+                    return Some(PeerMiss::NamespaceNotSelected { selector });
                 }
+                _ => {}
             }
             match pods {
                 Some(selector) if !selector::matches(selector, &pod.labels) => {
@@ -207,7 +205,10 @@ pub fn any_pod_selected(
 /// Label keys a namespaceSelector requires that no namespace carries.
 pub fn missing_namespace_keys<'s>(view: &View<'_>, selector: &'s Selector) -> Vec<&'s str> {
     selector::required_keys(selector)
-        .filter(|key| view.namespaces().all(|namespace| namespace.labels.get(key).is_none()))
+        .filter(|key| {
+            view.namespaces()
+                .all(|namespace| namespace.labels.get(key).is_none())
+        })
         .collect()
 }
 

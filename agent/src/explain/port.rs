@@ -59,12 +59,16 @@ pub fn check<'p>(
     }
     match &rule.port {
         PortMatch::Any => None,
-        PortMatch::Range(start, end) => (!(start..=end).contains(&&port)).then_some(PortMiss::Number { rule }),
-        PortMatch::Named(name) => match destination.and_then(|pod| pod.named_port(name, protocol)) {
-            None => Some(PortMiss::NamedUnresolved { rule }),
-            Some(resolved) if resolved == port => None,
-            Some(resolved) => Some(PortMiss::NamedOther { rule, resolved }),
-        },
+        PortMatch::Range(start, end) => {
+            (!(start..=end).contains(&&port)).then_some(PortMiss::Number { rule })
+        }
+        PortMatch::Named(name) => {
+            match destination.and_then(|pod| pod.named_port(name, protocol)) {
+                None => Some(PortMiss::NamedUnresolved { rule }),
+                Some(resolved) if resolved == port => None,
+                Some(resolved) => Some(PortMiss::NamedOther { rule, resolved }),
+            }
+        }
     }
 }
 

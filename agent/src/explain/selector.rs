@@ -54,28 +54,91 @@ mod tests {
     use super::*;
     use crate::testkit::{labels, selector};
 
+    /// A row: the rule, the selector, the labels, whether it selects them.
+    type Row = (&'static str, Selector, &'static [(&'static str, &'static str)], bool);
+
     /// One row per rule of the LabelSelector reference.
     #[test]
     fn label_selector_rules() {
-        let rows: [(&str, Selector, &[(&str, &str)], bool); 14] = [
-            ("empty selector selects everything", selector(&[], &[]), &[("a", "1")], true),
-            ("empty selector selects unlabelled", selector(&[], &[]), &[], true),
-            ("matchLabels equal value", selector(&[("app", "api")], &[]), &[("app", "api")], true),
-            ("matchLabels other value", selector(&[("app", "api")], &[]), &[("app", "web")], false),
-            ("matchLabels missing key", selector(&[("app", "api")], &[]), &[], false),
+        let rows: [Row; 14] = [
+            (
+                "empty selector selects everything",
+                selector(&[], &[]),
+                &[("a", "1")],
+                true,
+            ),
+            (
+                "empty selector selects unlabelled",
+                selector(&[], &[]),
+                &[],
+                true,
+            ),
+            (
+                "matchLabels equal value",
+                selector(&[("app", "api")], &[]),
+                &[("app", "api")],
+                true,
+            ),
+            (
+                "matchLabels other value",
+                selector(&[("app", "api")], &[]),
+                &[("app", "web")],
+                false,
+            ),
+            (
+                "matchLabels missing key",
+                selector(&[("app", "api")], &[]),
+                &[],
+                false,
+            ),
             (
                 "matchLabels are ANDed",
                 selector(&[("app", "api"), ("tier", "be")], &[]),
                 &[("app", "api")],
                 false,
             ),
-            ("In listed value", selector(&[], &[("env", "In", &["dev", "prod"])]), &[("env", "prod")], true),
-            ("In unlisted value", selector(&[], &[("env", "In", &["dev", "prod"])]), &[("env", "qa")], false),
-            ("NotIn absent key matches", selector(&[], &[("env", "NotIn", &["prod"])]), &[], true),
-            ("NotIn listed value fails", selector(&[], &[("env", "NotIn", &["prod"])]), &[("env", "prod")], false),
-            ("Exists present key", selector(&[], &[("env", "Exists", &[])]), &[("env", "")], true),
-            ("Exists absent key", selector(&[], &[("env", "Exists", &[])]), &[], false),
-            ("DoesNotExist absent key", selector(&[], &[("env", "DoesNotExist", &[])]), &[], true),
+            (
+                "In listed value",
+                selector(&[], &[("env", "In", &["dev", "prod"])]),
+                &[("env", "prod")],
+                true,
+            ),
+            (
+                "In unlisted value",
+                selector(&[], &[("env", "In", &["dev", "prod"])]),
+                &[("env", "qa")],
+                false,
+            ),
+            (
+                "NotIn absent key matches",
+                selector(&[], &[("env", "NotIn", &["prod"])]),
+                &[],
+                true,
+            ),
+            (
+                "NotIn listed value fails",
+                selector(&[], &[("env", "NotIn", &["prod"])]),
+                &[("env", "prod")],
+                false,
+            ),
+            (
+                "Exists present key",
+                selector(&[], &[("env", "Exists", &[])]),
+                &[("env", "")],
+                true,
+            ),
+            (
+                "Exists absent key",
+                selector(&[], &[("env", "Exists", &[])]),
+                &[],
+                false,
+            ),
+            (
+                "DoesNotExist absent key",
+                selector(&[], &[("env", "DoesNotExist", &[])]),
+                &[],
+                true,
+            ),
             (
                 "matchLabels AND matchExpressions",
                 selector(&[("app", "api")], &[("env", "DoesNotExist", &[])]),

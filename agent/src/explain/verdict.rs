@@ -107,7 +107,12 @@ pub fn check_rule<'a>(
         policy,
         index,
         peers: peer::check_all(view, policy_namespace, &rule.peers, other),
-        ports: port::check_all(&rule.ports, packet.port, packet.protocol, packet.destination),
+        ports: port::check_all(
+            &rule.ports,
+            packet.port,
+            packet.protocol,
+            packet.destination,
+        ),
     }
 }
 
@@ -131,7 +136,8 @@ pub fn check<'a>(
         return check;
     };
     for policy in view.policies_in(&subject.namespace) {
-        if !affects(policy, direction) || !selector::matches(&policy.pod_selector, &subject.labels) {
+        if !affects(policy, direction) || !selector::matches(&policy.pod_selector, &subject.labels)
+        {
             continue;
         }
         check.policies.push(policy);

@@ -22,7 +22,12 @@ pub fn cluster(policies: &[(&str, &str, &str)]) -> Store {
         mk_node("node-2", "10.0.0.2", "10.244.2.0/24"),
         pod(with_port(
             with_port(
-                mk_pod("default", "api", "10.244.1.10", &[("app", "api"), ("tier", "backend")]),
+                mk_pod(
+                    "default",
+                    "api",
+                    "10.244.1.10",
+                    &[("app", "api"), ("tier", "backend")],
+                ),
                 "http",
                 8080,
                 Protocol::Tcp,
@@ -33,17 +38,35 @@ pub fn cluster(policies: &[(&str, &str, &str)]) -> Store {
         )),
         pod(mk_pod("default", "web", "10.244.1.11", &[("app", "web")])),
         pod(on_node(
-            with_port(mk_pod("default", "db", "10.244.2.12", &[("app", "db")]), "pg", 5432, Protocol::Tcp),
+            with_port(
+                mk_pod("default", "db", "10.244.2.12", &[("app", "db")]),
+                "pg",
+                5432,
+                Protocol::Tcp,
+            ),
             "node-2",
         )),
-        pod(on_node(mk_pod("frontend", "client", "10.244.2.20", &[("app", "client")]), "node-2")),
         pod(on_node(
-            mk_pod("backend", "worker", "10.244.2.21", &[("app", "worker"), ("env", "prod")]),
+            mk_pod("frontend", "client", "10.244.2.20", &[("app", "client")]),
+            "node-2",
+        )),
+        pod(on_node(
+            mk_pod(
+                "backend",
+                "worker",
+                "10.244.2.21",
+                &[("app", "worker"), ("env", "prod")],
+            ),
             "node-2",
         )),
         pod(with_port(
             with_port(
-                mk_pod("kube-system", "coredns", "10.244.1.53", &[("k8s-app", "kube-dns")]),
+                mk_pod(
+                    "kube-system",
+                    "coredns",
+                    "10.244.1.53",
+                    &[("k8s-app", "kube-dns")],
+                ),
                 "dns",
                 5353,
                 Protocol::Udp,
@@ -52,7 +75,12 @@ pub fn cluster(policies: &[(&str, &str, &str)]) -> Store {
             5353,
             Protocol::Tcp,
         )),
-        pod(host_network(mk_pod("default", "hostpod", "10.0.0.1", &[("app", "hostpod")]))),
+        pod(host_network(mk_pod(
+            "default",
+            "hostpod",
+            "10.0.0.1",
+            &[("app", "hostpod")],
+        ))),
         mk_service(
             "kube-system",
             "kube-dns",
@@ -65,7 +93,10 @@ pub fn cluster(policies: &[(&str, &str, &str)]) -> Store {
         mk_slice(
             "kube-system",
             "kube-dns",
-            &[("dns", 5353, Protocol::Udp), ("dns-tcp", 5353, Protocol::Tcp)],
+            &[
+                ("dns", 5353, Protocol::Udp),
+                ("dns-tcp", 5353, Protocol::Tcp),
+            ],
             &[("10.244.1.53", "coredns")],
         ),
     ];

@@ -2,5 +2,6 @@
 //! reference) and the traps the hints must name.
 
 mod cluster;
+mod fixtures;
 mod semantics;
 mod traps;

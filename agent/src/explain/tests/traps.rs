@@ -38,7 +38,10 @@ fn traps() -> Vec<Trap> {
         Trap {
             name: "default-deny egress kills DNS",
             policies: &[DEFAULT_DENY_EGRESS],
-            from: "default/web", to: "kube-system/svc/kube-dns", port: 53, protocol: Protocol::Udp,
+            from: "default/web",
+            to: "kube-system/svc/kube-dns",
+            port: 53,
+            protocol: Protocol::Udp,
             verdict: Verdict::DenyEgress,
             hints: &[HintCode::DnsEgressDenied, HintCode::DefaultDeny],
             closest: None,
@@ -47,25 +50,49 @@ fn traps() -> Vec<Trap> {
             name: "egress allows the Service port 53, the packet is on 5353 after DNAT",
             policies: &[
                 DEFAULT_DENY_EGRESS,
-                ("default", "allow-dns", "{podSelector: {}, policyTypes: [Egress], egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}], ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]}]}"),
+                (
+                    "default",
+                    "allow-dns",
+                    "{podSelector: {}, policyTypes: [Egress], egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}], ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]}]}",
+                ),
             ],
-            from: "default/web", to: "kube-system/svc/kube-dns", port: 53, protocol: Protocol::Udp,
+            from: "default/web",
+            to: "kube-system/svc/kube-dns",
+            port: 53,
+            protocol: Protocol::Udp,
             verdict: Verdict::DenyEgress,
-            hints: &[HintCode::ServicePortNotTargetPort, HintCode::DnsEgressDenied],
+            hints: &[
+                HintCode::ServicePortNotTargetPort,
+                HintCode::DnsEgressDenied,
+            ],
             closest: Some(("default/allow-dns", Direction::Egress, 0)),
         },
         Trap {
             name: "egress ipBlock on the kube-dns ClusterIP never matches (post-DNAT address)",
-            policies: &[("default", "dns-by-ip", "{podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 10.96.0.10/32}}], ports: [{protocol: UDP, port: 5353}]}]}")],
-            from: "default/web", to: "10.96.0.10", port: 53, protocol: Protocol::Udp,
+            policies: &[(
+                "default",
+                "dns-by-ip",
+                "{podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 10.96.0.10/32}}], ports: [{protocol: UDP, port: 5353}]}]}",
+            )],
+            from: "default/web",
+            to: "10.96.0.10",
+            port: 53,
+            protocol: Protocol::Udp,
             verdict: Verdict::DenyEgress,
             hints: &[HintCode::IpBlockIsServiceIp, HintCode::DnsEgressDenied],
             closest: Some(("default/dns-by-ip", Direction::Egress, 0)),
         },
         Trap {
             name: "kubelet probe from the node address blocked by a pods-only ingress policy",
-            policies: &[("default", "api-from-pods", "{podSelector: {matchLabels: {app: api}}, policyTypes: [Ingress], ingress: [{from: [{podSelector: {}}]}]}")],
-            from: "10.0.0.1", to: "default/api", port: 8080, protocol: Protocol::Tcp,
+            policies: &[(
+                "default",
+                "api-from-pods",
+                "{podSelector: {matchLabels: {app: api}}, policyTypes: [Ingress], ingress: [{from: [{podSelector: {}}]}]}",
+            )],
+            from: "10.0.0.1",
+            to: "default/api",
+            port: 8080,
+            protocol: Protocol::Tcp,
             verdict: Verdict::DenyIngress,
             hints: &[HintCode::KubeletProbeBlocked],
             closest: Some(("default/api-from-pods", Direction::Ingress, 0)),
@@ -73,18 +100,36 @@ fn traps() -> Vec<Trap> {
         Trap {
             name: "namespaceSelector on a label no namespace carries (name: frontend)",
             policies: &[
-                ("backend", "default-deny", "{podSelector: {}, policyTypes: [Ingress]}"),
-                ("backend", "allow-frontend", "{podSelector: {matchLabels: {app: worker}}, ingress: [{from: [{namespaceSelector: {matchLabels: {name: frontend}}}], ports: [{port: 8080}]}]}"),
+                (
+                    "backend",
+                    "default-deny",
+                    "{podSelector: {}, policyTypes: [Ingress]}",
+                ),
+                (
+                    "backend",
+                    "allow-frontend",
+                    "{podSelector: {matchLabels: {app: worker}}, ingress: [{from: [{namespaceSelector: {matchLabels: {name: frontend}}}], ports: [{port: 8080}]}]}",
+                ),
             ],
-            from: "frontend/client", to: "backend/worker", port: 8080, protocol: Protocol::Tcp,
+            from: "frontend/client",
+            to: "backend/worker",
+            port: 8080,
+            protocol: Protocol::Tcp,
             verdict: Verdict::DenyIngress,
             hints: &[HintCode::NamespaceLabelMissing],
             closest: Some(("backend/allow-frontend", Direction::Ingress, 0)),
         },
         Trap {
             name: "a podSelector peer that matches no pod",
-            policies: &[("default", "api-from-frontend", "{podSelector: {matchLabels: {app: api}}, ingress: [{from: [{podSelector: {matchLabels: {role: frontend}}}]}]}")],
-            from: "default/web", to: "default/api", port: 8080, protocol: Protocol::Tcp,
+            policies: &[(
+                "default",
+                "api-from-frontend",
+                "{podSelector: {matchLabels: {app: api}}, ingress: [{from: [{podSelector: {matchLabels: {role: frontend}}}]}]}",
+            )],
+            from: "default/web",
+            to: "default/api",
+            port: 8080,
+            protocol: Protocol::Tcp,
             verdict: Verdict::DenyIngress,
             hints: &[HintCode::SelectorMatchesNoPod],
             closest: Some(("default/api-from-frontend", Direction::Ingress, 0)),
@@ -93,9 +138,16 @@ fn traps() -> Vec<Trap> {
             name: "the allow policy's own podSelector matches no pod (app: api-server)",
             policies: &[
                 DEFAULT_DENY_INGRESS,
-                ("default", "api-policy", "{podSelector: {matchLabels: {app: api-server}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]}"),
+                (
+                    "default",
+                    "api-policy",
+                    "{podSelector: {matchLabels: {app: api-server}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]}",
+                ),
             ],
-            from: "default/web", to: "default/api", port: 8080, protocol: Protocol::Tcp,
+            from: "default/web",
+            to: "default/api",
+            port: 8080,
+            protocol: Protocol::Tcp,
             verdict: Verdict::DenyIngress,
             hints: &[HintCode::PolicySelectsNoPod],
             closest: None,
@@ -104,9 +156,16 @@ fn traps() -> Vec<Trap> {
             name: "the allow policy lives in another namespace than the pod",
             policies: &[
                 DEFAULT_DENY_INGRESS,
-                ("frontend", "api-allow-web", "{podSelector: {matchLabels: {app: api}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]}"),
+                (
+                    "frontend",
+                    "api-allow-web",
+                    "{podSelector: {matchLabels: {app: api}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]}",
+                ),
             ],
-            from: "default/web", to: "default/api", port: 8080, protocol: Protocol::Tcp,
+            from: "default/web",
+            to: "default/api",
+            port: 8080,
+            protocol: Protocol::Tcp,
             verdict: Verdict::DenyIngress,
             hints: &[HintCode::PolicyInOtherNamespace],
             closest: None,
@@ -115,9 +174,16 @@ fn traps() -> Vec<Trap> {
             name: "NetworkPolicy allows it: the drop came from elsewhere",
             policies: &[
                 DEFAULT_DENY_INGRESS,
-                ("default", "api-allow-web", "{podSelector: {matchLabels: {app: api}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]}"),
+                (
+                    "default",
+                    "api-allow-web",
+                    "{podSelector: {matchLabels: {app: api}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]}",
+                ),
             ],
-            from: "default/web", to: "default/api", port: 8080, protocol: Protocol::Tcp,
+            from: "default/web",
+            to: "default/api",
+            port: 8080,
+            protocol: Protocol::Tcp,
             verdict: Verdict::Allow,
             hints: &[HintCode::PolicyAllows],
             closest: None,
@@ -130,9 +196,18 @@ fn runbook_traps_are_named() {
     for trap in traps() {
         let mut store = cluster(trap.policies);
         let explanation = run(&store, trap.from, trap.to, trap.port, trap.protocol);
-        assert_eq!(explanation.verdict, trap.verdict, "{}: {explanation:#?}", trap.name);
+        assert_eq!(
+            explanation.verdict, trap.verdict,
+            "{}: {explanation:#?}",
+            trap.name
+        );
         for code in trap.hints {
-            assert!(explanation.has_hint(*code), "{}: no {code} in {:#?}", trap.name, explanation.hints);
+            assert!(
+                explanation.has_hint(*code),
+                "{}: no {code} in {:#?}",
+                trap.name,
+                explanation.hints
+            );
         }
         match (trap.closest, &explanation.closest_miss) {
             (None, _) => {}
@@ -151,22 +226,37 @@ fn runbook_traps_are_named() {
             continue;
         }
         // The suggested policy, applied, must allow the flow.
-        let yaml = explanation.suggested_policy.clone().expect("a suggested policy");
+        let yaml = explanation
+            .suggested_policy
+            .clone()
+            .expect("a suggested policy");
         for document in yaml.split("---\n") {
-            let policy: NetworkPolicy = serde_norway::from_str(document).expect("suggested policy parses");
+            let policy: NetworkPolicy =
+                serde_norway::from_str(document).expect("suggested policy parses");
             store
                 .apply(WatchEvent::Apply(Object::NetworkPolicy(Box::new(policy))))
                 .expect("suggested policy is valid");
         }
         let fixed = run(&store, trap.from, trap.to, trap.port, trap.protocol);
-        assert_eq!(fixed.verdict, Verdict::Allow, "{}: suggested policy does not fix it:\n{yaml}", trap.name);
+        assert_eq!(
+            fixed.verdict,
+            Verdict::Allow,
+            "{}: suggested policy does not fix it:\n{yaml}",
+            trap.name
+        );
     }
 }
 
 #[test]
 fn explanation_json_has_the_documented_shape() {
     let store = cluster(&[DEFAULT_DENY_EGRESS]);
-    let explanation = run(&store, "default/web", "kube-system/svc/kube-dns", 53, Protocol::Udp);
+    let explanation = run(
+        &store,
+        "default/web",
+        "kube-system/svc/kube-dns",
+        53,
+        Protocol::Udp,
+    );
     let json = serde_json::to_value(&explanation).expect("serializes");
     assert_eq!(json["verdict"], "deny_egress");
     assert_eq!(json["source"]["identity"]["kind"], "pod");
@@ -176,6 +266,14 @@ fn explanation_json_has_the_documented_shape() {
     assert_eq!(json["egress"]["isolated"], true);
     assert_eq!(json["egress"]["policies"][0]["name"], "default-deny-egress");
     assert_eq!(json["ingress"]["isolated"], false);
-    assert!(json["hints"].as_array().is_some_and(|hints| hints.iter().any(|hint| hint["code"] == "dns_egress_denied")));
-    assert!(json["suggested_policy"].as_str().is_some_and(|yaml| yaml.contains("kind: NetworkPolicy")));
+    assert!(
+        json["hints"]
+            .as_array()
+            .is_some_and(|hints| hints.iter().any(|hint| hint["code"] == "dns_egress_denied"))
+    );
+    assert!(
+        json["suggested_policy"]
+            .as_str()
+            .is_some_and(|yaml| yaml.contains("kind: NetworkPolicy"))
+    );
 }

@@ -1,0 +1,3 @@
+//! Terminal and JSON output: the only place that writes to stdout.
+
+pub mod explain;
