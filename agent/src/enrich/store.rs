@@ -4,7 +4,7 @@
 //! live watch and the snapshot loader alike; read through [`super::view`].
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     sync::Arc,
 };
@@ -118,6 +118,47 @@ pub enum WatchEvent {
     RelistDone(Kind),
 }
 
+/// A hash map with a fast, per-process seeded hasher.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A hash set with the same hasher.
+pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// Objects by label key, then value.
+pub type LabelIndex<T> = HashMap<Str, HashMap<Str, Vec<T>>>;
+
+fn index_insert<T>(index: &mut LabelIndex<T>, key: &Str, value: &Str, item: T) {
+    index
+        .entry(key.clone())
+        .or_default()
+        .entry(value.clone())
+        .or_default()
+        .push(item);
+}
+
+fn index_remove<T>(index: &mut LabelIndex<Arc<T>>, key: &str, value: &str, item: &Arc<T>) {
+    let Some(values) = index.get_mut(key) else {
+        return;
+    };
+    if let Some(items) = values.get_mut(value) {
+        items.retain(|other| !Arc::ptr_eq(other, item));
+        if items.is_empty() {
+            values.remove(value);
+        }
+    }
+    if values.is_empty() {
+        index.remove(key);
+    }
+}
+
+/// The pods of one namespace.
+#[derive(Debug, Default)]
+pub struct NamespacePods {
+    /// By name.
+    pub by_name: BTreeMap<Str, Arc<Pod>>,
+    /// By label key, then value.
+    pub by_label: LabelIndex<Arc<Pod>>,
+}
+
 /// Counts of what the store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -143,17 +184,16 @@ pub struct Store {
     pub(super) pods: HashMap<Key, Arc<Pod>>,
     pub(super) pod_by_uid: HashMap<Str, Key>,
     pub(super) pod_by_ip: HashMap<IpAddr, Key>,
-    pub(super) pods_by_namespace: HashMap<Str, BTreeSet<Str>>,
-    pub(super) pods_by_label: HashMap<(Str, Str), HashSet<Key>>,
+    pub(super) pods_by_namespace: HashMap<Str, NamespacePods>,
     pub(super) services: HashMap<Key, Arc<Service>>,
     pub(super) service_by_ip: HashMap<IpAddr, Key>,
     pub(super) slices: HashMap<Key, Arc<EndpointSlice>>,
     pub(super) slices_by_service: HashMap<Key, BTreeSet<Str>>,
     pub(super) policies_by_namespace: HashMap<Str, BTreeMap<Str, Arc<Policy>>>,
     /// Policies whose podSelector has a `key=value` equality, by that pair.
-    pub(super) policies_by_label: HashMap<(Str, Str), BTreeSet<Key>>,
-    /// Policies whose podSelector has no equality (they may select anything).
-    pub(super) policies_unindexed: BTreeSet<Key>,
+    pub(super) policies_by_label: LabelIndex<Arc<Policy>>,
+    /// Policies whose podSelector is not empty and has no equality.
+    pub(super) policies_unindexed: Vec<Arc<Policy>>,
     pub(super) nodes: HashMap<Str, Arc<Node>>,
     pub(super) node_by_ip: HashMap<IpAddr, Str>,
     relisting: HashMap<Kind, HashSet<Key>>,
@@ -206,7 +246,7 @@ impl Store {
                 Ok(())
             }
             WatchEvent::RelistStart(kind) => {
-                self.relisting.insert(kind, HashSet::new());
+                self.relisting.insert(kind, HashSet::default());
                 Ok(())
             }
             WatchEvent::RelistDone(kind) => {
@@ -294,17 +334,16 @@ impl Store {
                 self.pod_by_ip.insert(*ip, key.clone());
             }
         }
-        self.pods_by_namespace
+        let pod = Arc::new(pod);
+        let namespace = self
+            .pods_by_namespace
             .entry(key.namespace.clone())
-            .or_default()
-            .insert(key.name.clone());
+            .or_default();
+        namespace.by_name.insert(key.name.clone(), pod.clone());
         for (label, value) in pod.labels.iter() {
-            self.pods_by_label
-                .entry((label.clone(), value.clone()))
-                .or_default()
-                .insert(key.clone());
+            index_insert(&mut namespace.by_label, label, value, pod.clone());
         }
-        self.pods.insert(key, Arc::new(pod));
+        self.pods.insert(key, pod);
     }
 
     fn insert_service(&mut self, service: Service) {
@@ -340,21 +379,18 @@ impl Store {
     fn insert_policy(&mut self, policy: Policy) {
         let key = policy.key();
         self.remove(Kind::NetworkPolicy, &key);
+        let policy = Arc::new(policy);
         match policy.pod_selector.first_equality() {
             Some((label, value)) => {
-                self.policies_by_label
-                    .entry((label.clone(), value.clone()))
-                    .or_default()
-                    .insert(key.clone());
+                index_insert(&mut self.policies_by_label, label, value, policy.clone());
             }
-            None => {
-                self.policies_unindexed.insert(key.clone());
-            }
+            None if policy.pod_selector.is_empty() => {}
+            None => self.policies_unindexed.push(policy.clone()),
         }
         self.policies_by_namespace
             .entry(key.namespace.clone())
             .or_default()
-            .insert(key.name, Arc::new(policy));
+            .insert(key.name, policy);
     }
 
     fn remove(&mut self, kind: Kind, key: &Key) {
@@ -383,19 +419,13 @@ impl Store {
                         self.pod_by_ip.remove(ip);
                     }
                 }
-                if let Some(names) = self.pods_by_namespace.get_mut(&key.namespace) {
-                    names.remove(&key.name);
-                    if names.is_empty() {
-                        self.pods_by_namespace.remove(&key.namespace);
+                if let Some(namespace) = self.pods_by_namespace.get_mut(&key.namespace) {
+                    namespace.by_name.remove(&key.name);
+                    for (label, value) in pod.labels.iter() {
+                        index_remove(&mut namespace.by_label, label, value, &pod);
                     }
-                }
-                for (label, value) in pod.labels.iter() {
-                    let entry = (label.clone(), value.clone());
-                    if let Some(keys) = self.pods_by_label.get_mut(&entry) {
-                        keys.remove(key);
-                        if keys.is_empty() {
-                            self.pods_by_label.remove(&entry);
-                        }
+                    if namespace.by_name.is_empty() {
+                        self.pods_by_namespace.remove(&key.namespace);
                     }
                 }
             }
@@ -436,17 +466,11 @@ impl Store {
                 }
                 match policy.pod_selector.first_equality() {
                     Some((label, value)) => {
-                        let entry = (label.clone(), value.clone());
-                        if let Some(keys) = self.policies_by_label.get_mut(&entry) {
-                            keys.remove(key);
-                            if keys.is_empty() {
-                                self.policies_by_label.remove(&entry);
-                            }
-                        }
+                        index_remove(&mut self.policies_by_label, label, value, &policy);
                     }
-                    None => {
-                        self.policies_unindexed.remove(key);
-                    }
+                    None => self
+                        .policies_unindexed
+                        .retain(|other| !Arc::ptr_eq(other, &policy)),
                 }
             }
         }
@@ -499,7 +523,7 @@ mod tests {
             Some("web")
         );
         assert!(view.pod_by_uid("uid-default-web").is_some());
-        assert_eq!(view.pods_with_label("app", "web").count(), 1);
+        assert_eq!(view.pods_in_with_label("default", "app", "web").count(), 1);
         assert_eq!(view.policies_in("default").count(), 1);
 
         // The pod moves to another IP: the old address is forgotten.
@@ -562,14 +586,12 @@ mod tests {
                 "{podSelector: {}}",
             )))
             .expect("delete");
+        let web_labels = labels(&[("app", "web")]);
         let view = View::new(&store);
         assert_eq!(view.counts().pods, 0);
-        assert_eq!(view.pods_with_label("app", "web").count(), 0);
+        assert_eq!(view.pods_in_with_label("default", "app", "web").count(), 0);
         assert_eq!(view.policies_in("default").count(), 0);
-        assert!(
-            view.policies_maybe_selecting(&labels(&[("app", "web")]))
-                .is_empty()
-        );
+        assert!(view.policies_maybe_selecting(&web_labels).next().is_none());
         assert!(view.pod_by_uid("uid-default-web").is_none());
     }
 

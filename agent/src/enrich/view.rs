@@ -83,34 +83,27 @@ impl<'a> View<'a> {
 
     /// The pods of a namespace, by name.
     pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
-        let store = self.store;
-        let namespace: Str = namespace.into();
-        store
+        self.store
             .pods_by_namespace
-            .get(&namespace)
+            .get(namespace)
             .into_iter()
-            .flatten()
-            .filter_map(move |name| {
-                store.pods.get(&Key {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                })
-            })
+            .flat_map(|pods| pods.by_name.values())
     }
 
-    /// The pods (any namespace) carrying `key=value`.
-    pub fn pods_with_label(
+    /// The pods of a namespace carrying `key=value`.
+    pub fn pods_in_with_label(
         &self,
+        namespace: &str,
         key: &str,
         value: &str,
     ) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
-        let store = self.store;
-        store
-            .pods_by_label
-            .get(&(Str::from(key), Str::from(value)))
+        self.store
+            .pods_by_namespace
+            .get(namespace)
+            .and_then(|pods| pods.by_label.get(key))
+            .and_then(|values| values.get(value))
             .into_iter()
             .flatten()
-            .filter_map(move |key| store.pods.get(key))
     }
 
     /// A Service by namespace and name.
@@ -189,26 +182,23 @@ impl<'a> View<'a> {
             .flat_map(|policies| policies.values())
     }
 
-    /// Policies in any namespace whose podSelector may select pods with
-    /// these labels (a superset: callers check the selector).
-    pub fn policies_maybe_selecting(&self, labels: &Labels) -> Vec<&'a Arc<Policy>> {
+    /// Policies in any namespace whose non-empty podSelector may select
+    /// pods with these labels (a superset: callers check the selector).
+    pub fn policies_maybe_selecting(
+        &self,
+        labels: &'a Labels,
+    ) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
         let store = self.store;
-        let mut keys: Vec<&Key> = labels
+        labels
             .iter()
-            .filter_map(|(key, value)| store.policies_by_label.get(&(key.clone(), value.clone())))
+            .filter_map(move |(key, value)| {
+                store
+                    .policies_by_label
+                    .get(key.as_ref())
+                    .and_then(|values| values.get(value.as_ref()))
+            })
             .flatten()
             .chain(store.policies_unindexed.iter())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter_map(|key| {
-                store
-                    .policies_by_namespace
-                    .get(&key.namespace)
-                    .and_then(|policies| policies.get(&key.name))
-            })
-            .collect()
     }
 
     /// A node by name.

@@ -388,13 +388,13 @@ pub fn explain(view: &View<'_>, flow: &Flow) -> Result<Explanation, Error> {
     let source = source(view, flow)?;
     let mut first = None;
     for destination in destinations(view, flow)? {
-        let explanation = explain_one(view, source, destination, flow.protocol);
-        if !explanation.verdict.is_allow() {
-            return Ok(explanation);
+        let facts = check_one(view, source, destination, flow.protocol);
+        if !facts.verdict.is_allow() {
+            return Ok(describe(facts));
         }
-        first.get_or_insert(explanation);
+        first.get_or_insert(facts);
     }
-    first.ok_or_else(|| match &flow.to {
+    first.map(describe).ok_or_else(|| match &flow.to {
         Target::Service { namespace, name } | Target::Pod { namespace, name } => {
             Error::ServiceNotFound {
                 namespace: namespace.clone(),
@@ -459,12 +459,12 @@ pub fn closest<'f, 'a>(facts: &'f Facts<'a>) -> Option<(Direction, &'f RuleCheck
     best.map(|(_, direction, rule)| (direction, rule))
 }
 
-fn explain_one(
-    view: &View<'_>,
-    source: End<'_>,
-    destination: Destination<'_>,
+fn check_one<'a>(
+    view: &View<'a>,
+    source: End<'a>,
+    destination: Destination<'a>,
     protocol: Protocol,
-) -> Explanation {
+) -> Facts<'a> {
     let dst_node = destination.end.pod.and_then(|pod| pod.node.as_deref());
     let source_identity = match source.pod {
         Some(pod) => pod.identity(),
@@ -511,7 +511,7 @@ fn explain_one(
     } else {
         Verdict::of(egress.allowed(), ingress.allowed())
     };
-    let facts = Facts {
+    Facts {
         view: *view,
         source,
         destination: destination.end,
@@ -525,7 +525,12 @@ fn explain_one(
         ingress,
         to_self,
         verdict,
-    };
+    }
+}
+
+fn describe(facts: Facts<'_>) -> Explanation {
+    let verdict = facts.verdict;
+    let protocol = facts.protocol;
     let closest_miss = if verdict.is_allow() {
         None
     } else {

@@ -182,23 +182,22 @@ pub fn any_pod_selected(
     namespaces: Option<&Selector>,
     pods: &Selector,
 ) -> bool {
-    let in_scope = |pod: &Pod| {
-        !pod.host_network
-            && match namespaces {
-                None => pod.namespace.as_ref() == policy_namespace,
-                Some(selector) => namespace_selected(view, selector, &pod.namespace),
-            }
-            && selector::matches(pods, &pod.labels)
+    let in_namespace = |namespace: &str| {
+        let matching =
+            |pod: &&std::sync::Arc<Pod>| !pod.host_network && selector::matches(pods, &pod.labels);
+        match pods.first_equality() {
+            Some((key, value)) => view
+                .pods_in_with_label(namespace, key, value)
+                .any(|pod| matching(&pod)),
+            None => view.pods_in(namespace).any(|pod| matching(&pod)),
+        }
     };
-    if let Some((key, value)) = pods.first_equality() {
-        return view.pods_with_label(key, value).any(|pod| in_scope(pod));
-    }
     match namespaces {
-        None => view.pods_in(policy_namespace).any(|pod| in_scope(pod)),
+        None => in_namespace(policy_namespace),
         Some(selector) => view
             .namespaces()
             .filter(|namespace| selector::matches(selector, &namespace.labels))
-            .any(|namespace| view.pods_in(&namespace.name).any(|pod| in_scope(pod))),
+            .any(|namespace| in_namespace(&namespace.name)),
     }
 }
 

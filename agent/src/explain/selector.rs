@@ -55,7 +55,12 @@ mod tests {
     use crate::testkit::{labels, selector};
 
     /// A row: the rule, the selector, the labels, whether it selects them.
-    type Row = (&'static str, Selector, &'static [(&'static str, &'static str)], bool);
+    type Row = (
+        &'static str,
+        Selector,
+        &'static [(&'static str, &'static str)],
+        bool,
+    );
 
     /// One row per rule of the LabelSelector reference.
     #[test]
