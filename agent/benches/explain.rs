@@ -141,7 +141,11 @@ fn node_ip(node: usize) -> Ipv4Addr {
 
 fn namespace_object(index: usize) -> Object {
     let name = namespace_name(index);
-    let env = if index % 3 == 0 { "prod" } else { "staging" };
+    let env = if index.is_multiple_of(3) {
+        "prod"
+    } else {
+        "staging"
+    };
     let team = format!("t{}", index % 10);
     Object::Namespace(Box::new(Namespace {
         metadata: meta(
@@ -210,7 +214,7 @@ fn pod_object(index: usize) -> Object {
                     ("app", &app),
                     ("tier", tier),
                     ("pod-template-hash", &hash),
-                    ("version", if index % 2 == 0 { "v1" } else { "v2" }),
+                    ("version", if index.is_multiple_of(2) { "v1" } else { "v2" }),
                 ]),
             )
         },
@@ -330,9 +334,7 @@ fn policy_object(index: usize) -> Object {
             "{{podSelector: {{matchLabels: {{app: {app}}}}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {{name: {}}}}}}}]}}]}}",
             namespace_name((namespace + 1) % NAMESPACES)
         ),
-        _ => format!(
-            "{{podSelector: {{matchLabels: {{version: v2}}}}, ingress: [{{}}], egress: [{{}}], policyTypes: [Ingress, Egress]}}"
-        ),
+        _ => "{podSelector: {matchLabels: {version: v2}}, ingress: [{}], egress: [{}], policyTypes: [Ingress, Egress]}".to_string(),
     };
     let spec: NetworkPolicySpec = match serde_norway::from_str(&spec) {
         Ok(spec) => spec,

@@ -5,19 +5,9 @@
 //! `kubernetes.io/metadata.name` when elsewhere; else an ipBlock `/32`) and
 //! just the post-DNAT port. Receives the checked [`Facts`]; emits YAML.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{borrow::Cow, collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
 use ipnet::IpNet;
-use k8s_openapi::{
-    api::networking::v1::{
-        IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
-        NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-    },
-    apimachinery::pkg::{
-        apis::meta::v1::{LabelSelector, ObjectMeta},
-        util::intstr::IntOrString,
-    },
-};
 
 use super::Facts;
 use crate::{enrich::view::Pod, model::Direction};
@@ -56,39 +46,68 @@ pub fn identifying_labels(pod: &Pod) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
-    LabelSelector {
-        match_labels: (!labels.is_empty()).then_some(labels),
-        match_expressions: None,
+/// A YAML scalar: plain when unambiguous, else double-quoted (JSON
+/// string syntax is valid YAML).
+fn scalar(text: &str) -> Cow<'_, str> {
+    let plain = text
+        .bytes()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'/' | b'-'))
+        && !matches!(
+            text.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    if plain {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(serde_json::Value::from(text).to_string())
     }
 }
 
-fn peer(
-    facts: &Facts<'_>,
-    policy_namespace: &str,
-    pod: Option<&Pod>,
-    ip: IpAddr,
-) -> NetworkPolicyPeer {
+/// Writes `name:` and a matchLabels selector at `indent` spaces.
+fn selector(out: &mut String, indent: usize, name: &str, labels: &BTreeMap<String, String>) {
+    let pad = " ".repeat(indent);
+    if labels.is_empty() {
+        let _ = writeln!(out, "{pad}{name}: {{}}");
+        return;
+    }
+    let _ = writeln!(out, "{pad}{name}:\n{pad}  matchLabels:");
+    for (key, value) in labels {
+        let _ = writeln!(out, "{pad}    {}: {}", scalar(key), scalar(value));
+    }
+}
+
+/// Writes one peer as a list item at `indent` spaces.
+fn peer(out: &mut String, indent: usize, policy_namespace: &str, pod: Option<&Pod>, ip: IpAddr) {
+    let pad = " ".repeat(indent);
     match pod.filter(|pod| !pod.host_network) {
-        Some(pod) => NetworkPolicyPeer {
-            pod_selector: Some(selector(identifying_labels(pod))),
-            namespace_selector: (pod.namespace.as_ref() != policy_namespace).then(|| {
-                selector(BTreeMap::from([(
+        Some(pod) => {
+            let _ = write!(out, "{pad}- ");
+            let mut first = true;
+            if pod.namespace.as_ref() != policy_namespace {
+                let namespace = BTreeMap::from([(
                     "kubernetes.io/metadata.name".to_string(),
                     pod.namespace.to_string(),
-                )]))
-            }),
-            ip_block: None,
-        },
-        None => {
-            let _ = facts;
-            NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: IpNet::from(ip).to_string(),
-                    except: None,
-                }),
-                ..Default::default()
+                )]);
+                let mut block = String::new();
+                selector(&mut block, indent + 2, "namespaceSelector", &namespace);
+                out.push_str(block.trim_start());
+                first = false;
             }
+            let mut block = String::new();
+            selector(
+                &mut block,
+                indent + 2,
+                "podSelector",
+                &identifying_labels(pod),
+            );
+            out.push_str(if first { block.trim_start() } else { &block });
+        }
+        None => {
+            let _ = writeln!(out, "{pad}- ipBlock:\n{pad}    cidr: {}", IpNet::from(ip));
         }
     }
 }
@@ -120,11 +139,6 @@ fn short(pod: Option<&Pod>, ip: IpAddr) -> String {
 
 /// The suggested policies as YAML documents, or `None` when nothing is denied.
 pub fn suggest(facts: &Facts<'_>) -> Option<String> {
-    let port = NetworkPolicyPort {
-        protocol: Some(facts.protocol.to_string()),
-        port: Some(IntOrString::Int(i32::from(facts.port))),
-        end_port: None,
-    };
     let source_pod = facts.source.pod.map(|pod| pod.as_ref());
     let destination_pod = facts.destination.pod.map(|pod| pod.as_ref());
     let name = dns_name(&format!(
@@ -134,53 +148,40 @@ pub fn suggest(facts: &Facts<'_>) -> Option<String> {
         facts.protocol.to_string().to_ascii_lowercase(),
         facts.port
     ));
-    let mut documents = Vec::new();
+    let mut out = String::new();
     for direction in [Direction::Egress, Direction::Ingress] {
         let check = facts.direction(direction);
         if check.allowed() {
             continue;
         }
         let Some(subject) = check.pod else { continue };
-        let namespace = subject.namespace.to_string();
-        let mut spec = NetworkPolicySpec {
-            pod_selector: Some(selector(identifying_labels(subject))),
-            policy_types: Some(vec![match direction {
-                Direction::Ingress => "Ingress".to_string(),
-                Direction::Egress => "Egress".to_string(),
-            }]),
-            ..Default::default()
-        };
-        match direction {
-            Direction::Egress => {
-                spec.egress = Some(vec![NetworkPolicyEgressRule {
-                    to: Some(vec![peer(
-                        facts,
-                        &namespace,
-                        destination_pod,
-                        facts.destination.ip,
-                    )]),
-                    ports: Some(vec![port.clone()]),
-                }]);
-            }
-            Direction::Ingress => {
-                spec.ingress = Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![peer(facts, &namespace, source_pod, facts.source.ip)]),
-                    ports: Some(vec![port.clone()]),
-                }]);
-            }
+        if !out.is_empty() {
+            out.push_str("---\n");
         }
-        let policy = NetworkPolicy {
-            metadata: ObjectMeta {
-                name: Some(format!("{name}-{direction}")),
-                namespace: Some(namespace),
-                ..Default::default()
-            },
-            spec: Some(spec),
+        let (kind, list, field, other, other_ip) = match direction {
+            Direction::Egress => (
+                "Egress",
+                "egress",
+                "to",
+                destination_pod,
+                facts.destination.ip,
+            ),
+            Direction::Ingress => ("Ingress", "ingress", "from", source_pod, facts.source.ip),
         };
-        match serde_norway::to_string(&policy) {
-            Ok(yaml) => documents.push(yaml),
-            Err(error) => tracing::debug!(%error, "suggested policy does not serialize"),
-        }
+        let _ = writeln!(
+            out,
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {}\n  namespace: {}\nspec:",
+            scalar(&format!("{name}-{list}")),
+            scalar(&subject.namespace)
+        );
+        selector(&mut out, 2, "podSelector", &identifying_labels(subject));
+        let _ = writeln!(out, "  policyTypes:\n  - {kind}\n  {list}:\n  - {field}:");
+        peer(&mut out, 4, &subject.namespace, other, other_ip);
+        let _ = writeln!(
+            out,
+            "    ports:\n    - protocol: {}\n      port: {}",
+            facts.protocol, facts.port
+        );
     }
-    (!documents.is_empty()).then(|| documents.join("---\n"))
+    (!out.is_empty()).then_some(out)
 }

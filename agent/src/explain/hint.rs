@@ -310,7 +310,7 @@ fn denied(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints) {
         hints.push(
             HintCode::DnsEgressDenied,
             format!(
-                "egress from {} to DNS ({target}) is denied: {policies} isolate it for egress and no rule allows {needed} to kube-dns, so name resolution fails before any connection starts",
+                "egress from {} to DNS ({target}) is denied: it is isolated for egress by {policies} and no rule allows {needed} to kube-dns, so name resolution fails before any connection starts",
                 pod_name(subject)
             ),
         );
@@ -406,7 +406,7 @@ fn source_node(
         } => hints.push(
             HintCode::KubeletProbeBlocked,
             format!(
-                "{} is node {name}, which runs {}: its kubelet sends health probes from this address, and {policies} isolate the pod for ingress while {only_pods}. The reference says a pod's own node may always reach it and most CNIs exempt it, but a CNI that enforces it drops the probe and the pod restarts: allow ipBlock {}/32 (or the node CIDR) on {}/{}, or use exec probes",
+                "{} is node {name}, which runs {}: its kubelet sends health probes from this address, and the pod is isolated for ingress by {policies}, where {only_pods}. The reference says a pod's own node may always reach it and most CNIs exempt it, but a CNI that enforces it drops the probe and the pod restarts: allow ipBlock {}/32 (or the node CIDR) on {}/{}, or use exec probes",
                 facts.source.ip,
                 pod_name(subject),
                 facts.source.ip,
@@ -584,18 +584,20 @@ fn misplaced_policies(
         hints.push(HintCode::PolicySelectsNoPod, message);
     }
     for policy in facts.view.policies_maybe_selecting(&subject.labels) {
+        // Meant for this pod: selects its labels, selects no pod of its
+        // own namespace, and would allow the flow there.
         if policy.namespace == subject.namespace
-            || policy.pod_selector.is_empty()
             || !verdict::affects(policy, direction)
             || !selector::matches(&policy.pod_selector, &subject.labels)
             || !would_allow(policy, &subject.namespace)
+            || peer::any_pod_selected(&facts.view, &policy.namespace, None, &policy.pod_selector)
         {
             continue;
         }
         hints.push(
             HintCode::PolicyInOtherNamespace,
             format!(
-                "{} selects pods labelled {} and would allow this flow, but it lives in namespace {} and a policy applies only to pods of its own namespace: {} is in {}",
+                "{} selects pods labelled {} and would allow this flow, but it lives in namespace {}, where no pod matches, and a policy applies only to pods of its own namespace: {} is in {}",
                 policy_name(policy),
                 policy.pod_selector,
                 policy.namespace,

@@ -465,19 +465,10 @@ fn check_one<'a>(
     destination: Destination<'a>,
     protocol: Protocol,
 ) -> Facts<'a> {
-    let dst_node = destination.end.pod.and_then(|pod| pod.node.as_deref());
-    let source_identity = match source.pod {
-        Some(pod) => pod.identity(),
-        None => view.identify(source.ip, dst_node),
-    };
-    let destination_identity = match (
-        destination.end.pod,
-        destination.no_endpoints,
-        &destination.service,
-    ) {
-        (Some(pod), _, _) => pod.identity(),
-        (None, true, Some(hit)) => service_identity(hit, None),
-        _ => view.identify(destination.end.ip, None),
+    // Identities are filled in by `describe`, for the one flow reported.
+    let source_identity = Identity::Unknown { ip: source.ip };
+    let destination_identity = Identity::Unknown {
+        ip: destination.end.ip,
     };
     let packet = Packet {
         port: destination.port,
@@ -528,7 +519,22 @@ fn check_one<'a>(
     }
 }
 
-fn describe(facts: Facts<'_>) -> Explanation {
+fn identities(facts: &mut Facts<'_>) {
+    let view = facts.view;
+    let dst_node = facts.destination.pod.and_then(|pod| pod.node.as_deref());
+    facts.source_identity = match facts.source.pod {
+        Some(pod) => pod.identity(),
+        None => view.identify(facts.source.ip, dst_node),
+    };
+    facts.destination_identity = match (facts.destination.pod, facts.no_endpoints, &facts.service) {
+        (Some(pod), _, _) => pod.identity(),
+        (None, true, Some(hit)) => service_identity(hit, None),
+        _ => view.identify(facts.destination.ip, None),
+    };
+}
+
+fn describe(mut facts: Facts<'_>) -> Explanation {
+    identities(&mut facts);
     let verdict = facts.verdict;
     let protocol = facts.protocol;
     let closest_miss = if verdict.is_allow() {
@@ -549,15 +555,17 @@ fn describe(facts: Facts<'_>) -> Explanation {
     } else {
         fix::suggest(&facts)
     };
+    let egress = report(&facts.egress);
+    let ingress = report(&facts.ingress);
     Explanation {
         verdict,
         source: FlowEnd {
             ip: facts.source.ip,
-            identity: facts.source_identity.clone(),
+            identity: facts.source_identity,
         },
         destination: FlowEnd {
             ip: facts.destination.ip,
-            identity: facts.destination_identity.clone(),
+            identity: facts.destination_identity,
         },
         service: facts.service.as_ref().map(|hit| {
             service_identity(
@@ -574,8 +582,8 @@ fn describe(facts: Facts<'_>) -> Explanation {
         }),
         port: facts.port,
         protocol,
-        egress: report(&facts.egress),
-        ingress: report(&facts.ingress),
+        egress,
+        ingress,
         closest_miss,
         hints,
         suggested_policy,
