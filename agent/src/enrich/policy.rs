@@ -14,7 +14,7 @@ use k8s_openapi::{
 
 use super::{
     Error,
-    object::{Interner, Key, Str, meta_key, parse_port, parse_protocol},
+    object::{Interner, Key, Labels, Str, meta_key, parse_port, parse_protocol},
 };
 use crate::model::Protocol;
 
@@ -44,6 +44,26 @@ pub struct Requirement {
     pub from_match_labels: bool,
 }
 
+impl Requirement {
+    /// True when the requirement holds: `In` needs the label set to a
+    /// listed value; `NotIn` holds when it is unset or set to an unlisted
+    /// one; `Exists` / `DoesNotExist` test presence.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let value = labels.get(&self.key);
+        let listed = |value: &str| {
+            self.values
+                .binary_search_by(|candidate| candidate.as_ref().cmp(value))
+                .is_ok()
+        };
+        match self.operator {
+            Operator::In => value.is_some_and(listed),
+            Operator::NotIn => !value.is_some_and(listed),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
 /// A compiled label selector: all requirements must hold. No requirement
 /// (`{}`) selects everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -56,6 +76,13 @@ impl Selector {
     /// True for `{}`: selects everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
+    }
+
+    /// True when every requirement holds (`{}` selects everything).
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.requirements
+            .iter()
+            .all(|requirement| requirement.matches(labels))
     }
 
     /// The first `key=value` equality, if any: what indexes use.

@@ -194,6 +194,9 @@ pub struct Store {
     pub(super) policies_by_label: LabelIndex<Arc<Policy>>,
     /// Policies whose podSelector is not empty and has no equality.
     pub(super) policies_unindexed: Vec<Arc<Policy>>,
+    /// Policies whose non-empty podSelector selects no pod of their own
+    /// namespace (kept current on every pod and policy change).
+    pub(super) orphans: BTreeMap<Key, Arc<Policy>>,
     pub(super) nodes: HashMap<Str, Arc<Node>>,
     pub(super) node_by_ip: HashMap<IpAddr, Str>,
     relisting: HashMap<Kind, HashSet<Key>>,
@@ -343,7 +346,46 @@ impl Store {
         for (label, value) in pod.labels.iter() {
             index_insert(&mut namespace.by_label, label, value, pod.clone());
         }
-        self.pods.insert(key, pod);
+        self.pods.insert(key.clone(), pod);
+        self.refresh_orphans(&key.namespace);
+    }
+
+    /// True when some (not host-network) pod of `namespace` matches.
+    fn selects_some_pod(&self, namespace: &str, selector: &super::policy::Selector) -> bool {
+        let Some(pods) = self.pods_by_namespace.get(namespace) else {
+            return false;
+        };
+        let matching = |pod: &Arc<Pod>| !pod.host_network && selector.matches(&pod.labels);
+        match selector.first_equality() {
+            Some((key, value)) => pods
+                .by_label
+                .get(key.as_ref())
+                .and_then(|values| values.get(value.as_ref()))
+                .is_some_and(|candidates| candidates.iter().any(matching)),
+            None => pods.by_name.values().any(matching),
+        }
+    }
+
+    /// Recomputes which policies of a namespace select no pod there.
+    fn refresh_orphans(&mut self, namespace: &Str) {
+        let Some(policies) = self.policies_by_namespace.get(namespace) else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for policy in policies.values() {
+            let orphan = !policy.pod_selector.is_empty()
+                && !self.selects_some_pod(namespace, &policy.pod_selector);
+            let key = policy.key();
+            if orphan != self.orphans.contains_key(&key) {
+                changes.push((key, orphan.then(|| policy.clone())));
+            }
+        }
+        for (key, policy) in changes {
+            match policy {
+                Some(policy) => self.orphans.insert(key, policy),
+                None => self.orphans.remove(&key),
+            };
+        }
     }
 
     fn insert_service(&mut self, service: Service) {
@@ -390,7 +432,8 @@ impl Store {
         self.policies_by_namespace
             .entry(key.namespace.clone())
             .or_default()
-            .insert(key.name, policy);
+            .insert(key.name.clone(), policy);
+        self.refresh_orphans(&key.namespace);
     }
 
     fn remove(&mut self, kind: Kind, key: &Key) {
@@ -428,6 +471,7 @@ impl Store {
                         self.pods_by_namespace.remove(&key.namespace);
                     }
                 }
+                self.refresh_orphans(&key.namespace);
             }
             Kind::Service => {
                 if let Some(service) = self.services.remove(key) {
@@ -461,6 +505,7 @@ impl Store {
                 let Some(policy) = policies.remove(&key.name) else {
                     return;
                 };
+                self.orphans.remove(key);
                 if policies.is_empty() {
                     self.policies_by_namespace.remove(&key.namespace);
                 }
@@ -593,6 +638,46 @@ mod tests {
         assert_eq!(view.policies_in("default").count(), 0);
         assert!(view.policies_maybe_selecting(&web_labels).next().is_none());
         assert!(view.pod_by_uid("uid-default-web").is_none());
+    }
+
+    #[test]
+    fn orphan_policies_follow_pod_changes() {
+        let mut store = store([mk_policy(
+            "default",
+            "api",
+            "{podSelector: {matchLabels: {app: api}}}",
+        )]);
+        assert!(
+            View::new(&store)
+                .orphan_policies()
+                .any(|policy| policy.name.as_ref() == "api")
+        );
+        store
+            .apply(WatchEvent::Apply(pod(mk_pod(
+                "default",
+                "api-1",
+                "10.244.1.10",
+                &[("app", "api")],
+            ))))
+            .expect("valid");
+        assert_eq!(View::new(&store).orphan_policies().count(), 0);
+        store
+            .apply(WatchEvent::Delete(pod(mk_pod(
+                "default",
+                "api-1",
+                "10.244.1.10",
+                &[],
+            ))))
+            .expect("delete");
+        assert_eq!(View::new(&store).orphan_policies().count(), 1);
+        store
+            .apply(WatchEvent::Delete(mk_policy(
+                "default",
+                "api",
+                "{podSelector: {}}",
+            )))
+            .expect("delete");
+        assert_eq!(View::new(&store).orphan_policies().count(), 0);
     }
 
     #[test]

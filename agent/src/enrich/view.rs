@@ -201,6 +201,17 @@ impl<'a> View<'a> {
             .chain(store.policies_unindexed.iter())
     }
 
+    /// Policies (any namespace) whose non-empty podSelector selects no pod
+    /// of their own namespace, by namespace and name.
+    pub fn orphan_policies(&self) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        self.store.orphans.values()
+    }
+
+    /// True when the policy's podSelector selects no pod of its namespace.
+    pub fn is_orphan(&self, policy: &Policy) -> bool {
+        self.store.orphans.contains_key(&policy.key())
+    }
+
     /// A node by name.
     pub fn node(&self, name: &str) -> Option<&'a Arc<Node>> {
         self.store.nodes.get(name)

@@ -564,7 +564,7 @@ fn misplaced_policies(
         if !verdict::affects(policy, direction)
             || policy.pod_selector.is_empty()
             || selector::matches(&policy.pod_selector, &subject.labels)
-            || peer::any_pod_selected(&facts.view, &policy.namespace, None, &policy.pod_selector)
+            || !facts.view.is_orphan(policy)
             || !would_allow(policy, &policy.namespace)
         {
             continue;
@@ -583,14 +583,13 @@ fn misplaced_policies(
         );
         hints.push(HintCode::PolicySelectsNoPod, message);
     }
-    for policy in facts.view.policies_maybe_selecting(&subject.labels) {
+    for policy in facts.view.orphan_policies() {
         // Meant for this pod: selects its labels, selects no pod of its
         // own namespace, and would allow the flow there.
         if policy.namespace == subject.namespace
             || !verdict::affects(policy, direction)
             || !selector::matches(&policy.pod_selector, &subject.labels)
             || !would_allow(policy, &subject.namespace)
-            || peer::any_pod_selected(&facts.view, &policy.namespace, None, &policy.pod_selector)
         {
             continue;
         }

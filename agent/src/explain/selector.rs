@@ -7,29 +7,15 @@
 
 use crate::enrich::view::{Labels, Operator, Requirement, Selector};
 
-/// True when one requirement holds for the labels.
+/// True when one requirement holds for the labels (the compiled type
+/// carries the evaluation so the store's indexes use the same code).
 pub fn requirement_matches(requirement: &Requirement, labels: &Labels) -> bool {
-    let value = labels.get(&requirement.key);
-    let listed = |value: &str| {
-        requirement
-            .values
-            .binary_search_by(|candidate| candidate.as_ref().cmp(value))
-            .is_ok()
-    };
-    match requirement.operator {
-        Operator::In => value.is_some_and(listed),
-        Operator::NotIn => !value.is_some_and(listed),
-        Operator::Exists => value.is_some(),
-        Operator::DoesNotExist => value.is_none(),
-    }
+    requirement.matches(labels)
 }
 
 /// True when the selector selects the labels.
 pub fn matches(selector: &Selector, labels: &Labels) -> bool {
-    selector
-        .requirements
-        .iter()
-        .all(|requirement| requirement_matches(requirement, labels))
+    selector.matches(labels)
 }
 
 /// The first requirement the labels fail, if any.
