@@ -50,6 +50,9 @@ pub struct Args {
     pub output: Format,
 }
 
+/// How long the initial list of a live cluster may take.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn parse_protocol(input: &str) -> Result<Protocol, String> {
     match input.to_ascii_uppercase().as_str() {
         "TCP" => Ok(Protocol::Tcp),
@@ -73,8 +76,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             let client = watch::connect().await?;
-            watch::sync_once(&client, &mut store)
+            tokio::time::timeout(SYNC_TIMEOUT, watch::sync_once(&client, &mut store))
                 .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "the API server did not list every kind within {}s: is it reachable, and may this identity list pods, services, endpointslices, networkpolicies, namespaces and nodes?",
+                        SYNC_TIMEOUT.as_secs()
+                    )
+                })?
                 .context("reading cluster metadata")?;
         }
     }

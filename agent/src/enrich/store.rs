@@ -641,6 +641,62 @@ mod tests {
     }
 
     #[test]
+    fn a_service_vip_resolves_with_its_port_name_and_backend() {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let store = store([
+            pod(mk_pod(
+                "kube-system",
+                "coredns",
+                "10.244.1.53",
+                &[("k8s-app", "kube-dns")],
+            )),
+            mk_service(
+                "kube-system",
+                "kube-dns",
+                "10.96.0.10",
+                &[(
+                    "dns",
+                    53,
+                    IntOrString::Int(5353),
+                    crate::model::Protocol::Udp,
+                )],
+            ),
+        ]);
+        let view = View::new(&store);
+        let identity = view.identify_service(
+            ip("10.96.0.10"),
+            53,
+            crate::model::Protocol::Udp,
+            Some((ip("10.244.1.53"), 5353)),
+        );
+        let Some(Identity::Service {
+            name,
+            port_name,
+            backend: Some(backend),
+            ..
+        }) = identity
+        else {
+            panic!("not resolved: {identity:?}");
+        };
+        assert_eq!(
+            (name.as_str(), port_name.as_deref()),
+            ("kube-dns", Some("dns"))
+        );
+        assert_eq!(
+            (backend.port, backend.pod.as_deref()),
+            (5353, Some("kube-system/coredns"))
+        );
+        assert!(matches!(
+            view.identify(ip("10.96.0.10"), None),
+            Identity::Service { .. }
+        ));
+        assert!(
+            view.identify_service(ip("10.96.0.11"), 53, crate::model::Protocol::Udp, None)
+                .is_none()
+        );
+    }
+
+    #[test]
     fn orphan_policies_follow_pod_changes() {
         let mut store = store([mk_policy(
             "default",

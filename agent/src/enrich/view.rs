@@ -261,6 +261,34 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Who a Service VIP is for a packet to `port`/`protocol`: the Service,
+    /// the name of the port used, and the backend it was DNATed to (from
+    /// conntrack) when known. `None` when the address is no ClusterIP.
+    pub fn identify_service(
+        &self,
+        vip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        backend: Option<(IpAddr, u16)>,
+    ) -> Option<Identity> {
+        let service = self.service_by_ip(vip)?;
+        let port_name = Self::service_port(service, port, protocol)
+            .and_then(|port| port.name.as_ref())
+            .map(|name| name.to_string());
+        Some(Identity::Service {
+            namespace: service.namespace.to_string(),
+            name: service.name.to_string(),
+            port_name,
+            backend: backend.map(|(ip, port)| crate::model::Backend {
+                ip,
+                port,
+                pod: self
+                    .pod_by_ip(ip)
+                    .map(|pod| format!("{}/{}", pod.namespace, pod.name)),
+            }),
+        })
+    }
+
     /// The Service port a packet to `port`/`protocol` on the VIP used.
     pub fn service_port(
         service: &'a Service,

@@ -141,3 +141,66 @@ pub async fn run(client: Client, store: Arc<RwLock<Store>>) -> Result<(), Error>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    fn forbidden_error() -> watcher::Error {
+        let mut status = kube::core::Status::failure("pods is forbidden", "Forbidden");
+        status.code = 403;
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    /// What the watchers emit goes through the same `apply`; a forbidden
+    /// kind is given up (reported done) and the others go on.
+    #[test]
+    fn watcher_items_feed_the_store_and_forbidden_kinds_are_skipped() {
+        let mut store = Store::new();
+        let mut forbidden = Vec::new();
+        let items: Vec<Item> = vec![
+            Ok(WatchEvent::RelistStart(Kind::Namespace)),
+            Ok(WatchEvent::Apply(mk_namespace("default", &[]))),
+            Ok(WatchEvent::RelistDone(Kind::Namespace)),
+            Err((Kind::NetworkPolicy, forbidden_error())),
+            Err((Kind::NetworkPolicy, forbidden_error())),
+            Ok(WatchEvent::Apply(pod(mk_pod(
+                "default",
+                "web",
+                "10.244.1.11",
+                &[],
+            )))),
+        ];
+        let done: Vec<Option<Kind>> = items
+            .into_iter()
+            .map(|item| handle(&mut store, item, &mut forbidden))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                None,
+                None,
+                Some(Kind::Namespace),
+                Some(Kind::NetworkPolicy),
+                Some(Kind::NetworkPolicy),
+                None
+            ]
+        );
+        assert_eq!(forbidden, [Kind::NetworkPolicy]);
+        assert_eq!(store.counts().namespaces, 1);
+        assert_eq!(store.counts().pods, 1);
+    }
+
+    #[test]
+    fn other_watch_errors_are_retried() {
+        let mut status = kube::core::Status::failure("etcd is slow", "Timeout");
+        status.code = 504;
+        let error = watcher::Error::WatchError(Box::new(status));
+        assert!(!is_forbidden(&error));
+        assert_eq!(
+            handle(&mut Store::new(), Err((Kind::Pod, error)), &mut Vec::new()),
+            None
+        );
+    }
+}

@@ -111,3 +111,44 @@ pub fn render(explanation: &Explanation) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        enrich::view::View,
+        explain::{Flow, explain},
+        model::Protocol,
+        testkit::*,
+    };
+
+    #[test]
+    fn text_names_verdict_policies_hints_and_fix() {
+        let store = store([
+            mk_namespace("default", &[]),
+            pod(mk_pod("default", "web", "10.244.1.11", &[("app", "web")])),
+            pod(mk_pod("default", "api", "10.244.1.10", &[("app", "api")])),
+            mk_policy(
+                "default",
+                "deny-all",
+                "{podSelector: {}, policyTypes: [Ingress]}",
+            ),
+        ]);
+        let flow = Flow {
+            from: "default/web".parse().expect("from"),
+            to: "default/api".parse().expect("to"),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            original: None,
+        };
+        let text = render(&explain(&View::new(&store), &flow).expect("explains"));
+        for want in [
+            "verdict: deny_ingress",
+            "isolated by default/deny-all",
+            "default_deny:",
+            "kind: NetworkPolicy",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in:\n{text}");
+        }
+    }
+}
