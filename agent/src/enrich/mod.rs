@@ -11,6 +11,9 @@ pub mod store;
 pub mod view;
 pub mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 /// Errors of the enrichment step.

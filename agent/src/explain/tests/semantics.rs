@@ -715,6 +715,81 @@ fn rows() -> Vec<Row> {
             hint: None,
         },
         Row {
+            rule: "podSelector {} beside a namespaceSelector selects every pod of those namespaces",
+            policies: &[(
+                "default",
+                "team-web-all",
+                "{podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: web}}, podSelector: {}}]}]}",
+            )],
+            from: "frontend/client",
+            to: "default/api",
+            port: 8080,
+            protocol: TCP,
+            verdict: Allow,
+            allowed_by: &["default/team-web-all/0"],
+            hint: None,
+        },
+        Row {
+            rule: "explicit policyTypes [Ingress] ignores the policy's egress rules",
+            policies: &[(
+                "default",
+                "ingress-only",
+                "{podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress], egress: [{to: [{ipBlock: {cidr: 192.0.2.1/32}}]}]}",
+            )],
+            from: "default/web",
+            to: "default/api",
+            port: 8080,
+            protocol: TCP,
+            verdict: Allow,
+            allowed_by: &[],
+            hint: None,
+        },
+        Row {
+            rule: "an egress named port resolves on the destination pod",
+            policies: &[(
+                "default",
+                "to-pg",
+                "{podSelector: {matchLabels: {app: web}}, policyTypes: [Egress], egress: [{ports: [{port: pg}]}]}",
+            )],
+            from: "default/web",
+            to: "default/db",
+            port: 5432,
+            protocol: TCP,
+            verdict: Allow,
+            allowed_by: &["default/to-pg/0"],
+            hint: None,
+        },
+        Row {
+            rule: "an egress named port the destination pod does not have does not match",
+            policies: &[(
+                "default",
+                "to-pg",
+                "{podSelector: {matchLabels: {app: web}}, policyTypes: [Egress], egress: [{ports: [{port: pg}]}]}",
+            )],
+            from: "default/web",
+            to: "default/api",
+            port: 5432,
+            protocol: TCP,
+            verdict: DenyEgress,
+            allowed_by: &[],
+            hint: Some(HintCode::NamedPortUnresolved),
+        },
+        Row {
+            rule: "ipBlock matches IPv6 addresses in an IPv6 cidr",
+            policies: &[(
+                "default",
+                "v6",
+                "{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: \"2001:db8::/32\"}}]}]}",
+            )],
+            from: "2001:db8::7",
+            to: "default/api",
+            port: 8080,
+            protocol: TCP,
+            verdict: Allow,
+            allowed_by: &["default/v6/0"],
+            hint: None,
+        },
+        Row {
             rule: "a flow through a Service is evaluated on the backend pod and the target port",
             policies: &[(
                 "kube-system",
@@ -735,7 +810,7 @@ fn rows() -> Vec<Row> {
 #[test]
 fn networkpolicy_reference_rules() {
     let rows = rows();
-    assert!(rows.len() >= 40, "every rule has a row");
+    assert!(rows.len() >= 50, "every rule has a row");
     for row in rows {
         let store = cluster(row.policies);
         let explanation = run(&store, row.from, row.to, row.port, row.protocol);
