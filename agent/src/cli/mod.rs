@@ -6,7 +6,20 @@ pub mod explain;
 /// dropscope subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Explain what NetworkPolicy does with a flow, and why.
+    /// Explain what NetworkPolicy would do with a flow, and why.
+    ///
+    /// Prints the verdict (allowed, or denied at the source's egress or the
+    /// destination's ingress), the policies involved, the rule that came
+    /// closest, hints naming the trap (DNS egress, Service port vs target
+    /// port, kubelet probes, selectors matching nothing, …) and the smallest
+    /// NetworkPolicy that would allow the flow. A Service destination is
+    /// resolved through its EndpointSlices to a backend pod and evaluated on
+    /// the target port, as the CNI sees the packet after DNAT.
+    ///
+    /// Example:
+    ///   dropscope explain --snapshot cluster.yaml --from default/web \
+    ///     --to kube-system/svc/kube-dns --port 53 --protocol UDP -o json
+    #[command(verbatim_doc_comment)]
     Explain(explain::Args),
 }
 
