@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 
 use super::{
-    Facts,
+    Facts, closest,
     peer::{self, PeerMiss},
     port::{self, PortMiss},
     selector,
-    verdict::{self, DirectionCheck, RuleCheck},
+    verdict::{self, DirectionCheck},
 };
 use crate::{
     enrich::view::{Peer, Pod, Policy},
@@ -34,109 +34,6 @@ fn names(policies: &[&std::sync::Arc<Policy>]) -> String {
         .map(|policy| policy_name(policy))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// One sentence for a peer miss; `other` is the end the peer was checked on.
-pub fn describe_peer(facts: &Facts<'_>, direction: Direction, miss: &PeerMiss<'_>) -> String {
-    let (end, identity) = facts.other_end(direction);
-    match miss {
-        PeerMiss::NotAPod => format!(
-            "selectors match only pods, and {identity} ({}) is not one that selectors can match (only an ipBlock can)",
-            end.ip
-        ),
-        PeerMiss::OtherNamespace { policy_namespace } => format!(
-            "a podSelector without namespaceSelector selects pods of {policy_namespace} only, and {identity} is in {}",
-            end.pod
-                .map(|pod| pod.namespace.to_string())
-                .unwrap_or_default()
-        ),
-        PeerMiss::NamespaceNotSelected { selector } => {
-            let namespace = end
-                .pod
-                .map(|pod| pod.namespace.to_string())
-                .unwrap_or_default();
-            let labels = facts
-                .view
-                .namespace(&namespace)
-                .map(|found| found.labels.to_string())
-                .unwrap_or_else(|| "<unknown>".into());
-            format!(
-                "namespaceSelector {selector} does not select namespace {namespace} (labels {labels})"
-            )
-        }
-        PeerMiss::PodNotSelected { selector, .. } => format!(
-            "podSelector {selector} does not select {identity} (labels {})",
-            end.pod
-                .map(|pod| pod.labels.to_string())
-                .unwrap_or_default()
-        ),
-        PeerMiss::IpNotCovered { cidr } => format!("ipBlock {cidr} does not cover {}", end.ip),
-        PeerMiss::IpExcepted { cidr, except } => {
-            format!(
-                "ipBlock {cidr} covers {} but its except {except} removes it",
-                end.ip
-            )
-        }
-    }
-}
-
-/// One sentence for a port miss.
-pub fn describe_port(facts: &Facts<'_>, miss: &PortMiss<'_>) -> String {
-    let packet = format!("{}/{}", facts.protocol, facts.port);
-    let destination = &facts.destination_identity;
-    match miss {
-        PortMiss::Protocol { rule } => format!("port {rule} is not {packet}"),
-        PortMiss::Number { rule } => format!("port {rule} does not include {packet}"),
-        PortMiss::NamedUnresolved { rule } => format!(
-            "named port {rule} is not a {} container port of {destination}",
-            facts.protocol
-        ),
-        PortMiss::NamedOther { rule, resolved } => {
-            format!("named port {rule} is {resolved} on {destination}, the packet is {packet}")
-        }
-    }
-}
-
-/// Why a rule did not allow the flow, one sentence.
-pub fn why(facts: &Facts<'_>, direction: Direction, rule: &RuleCheck<'_>) -> String {
-    let mut parts = Vec::new();
-    if !rule.peers.matched {
-        let peers: Vec<String> = rule
-            .peers
-            .misses
-            .iter()
-            .take(3)
-            .map(|(index, miss)| {
-                let field = if direction == Direction::Ingress {
-                    "from"
-                } else {
-                    "to"
-                };
-                format!(
-                    "{field}[{index}]: {}",
-                    describe_peer(facts, direction, miss)
-                )
-            })
-            .collect();
-        parts.push(peers.join("; "));
-    }
-    if !rule.ports.matched {
-        let ports: Vec<String> = rule
-            .ports
-            .misses
-            .iter()
-            .take(3)
-            .map(|miss| describe_port(facts, miss))
-            .collect();
-        parts.push(ports.join("; "));
-    }
-    let mut why = parts.join("; and ");
-    if rule.peers.matched {
-        why.insert_str(0, "the peer matches but ");
-    } else if rule.ports.matched {
-        why.push_str(" (the port matches)");
-    }
-    why
 }
 
 struct Hints(Vec<Hint>);
@@ -441,7 +338,7 @@ fn rule_defects(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints
     let direction = check.direction;
     let (end, _) = facts.other_end(direction);
     let closest =
-        super::closest(facts).filter(|(closest_direction, _)| *closest_direction == direction);
+        closest::closest(facts).filter(|(closest_direction, _)| *closest_direction == direction);
     for rule in &check.rules {
         let name = rule_name(rule.policy, direction, rule.index);
         let is_closest = closest.is_some_and(|(_, best)| std::ptr::eq(best, rule));
@@ -529,7 +426,7 @@ fn rule_defects(facts: &Facts<'_>, check: &DirectionCheck<'_>, hints: &mut Hints
                 .ports
                 .misses
                 .iter()
-                .map(|miss| describe_port(facts, miss))
+                .map(|miss| closest::describe_port(facts, miss))
                 .collect();
             hints.push(
                 code,

@@ -20,6 +20,7 @@
 //!   pretending either way;
 //! - ipBlock matches any address in it, pod addresses included.
 
+pub mod closest;
 pub mod fix;
 pub mod hint;
 pub mod peer;
@@ -34,7 +35,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use self::{
     peer::PeerEnd,
-    verdict::{DirectionCheck, Packet, RuleCheck},
+    verdict::{DirectionCheck, Packet},
 };
 use crate::{
     enrich::view::{Pod, Service, ServicePort, View},
@@ -440,25 +441,6 @@ pub fn policy_ref(policy: &crate::enrich::view::Policy) -> PolicyRef {
     }
 }
 
-/// The rule closest to allowing the flow in the denied directions: most
-/// of (peer, port) matched; ties go to the first (egress before ingress,
-/// policies by name, rules in order).
-pub fn closest<'f, 'a>(facts: &'f Facts<'a>) -> Option<(Direction, &'f RuleCheck<'a>)> {
-    let mut best: Option<(u8, Direction, &RuleCheck<'a>)> = None;
-    for check in [&facts.egress, &facts.ingress] {
-        if check.allowed() {
-            continue;
-        }
-        for rule in &check.rules {
-            let score = u8::from(rule.peers.matched) + u8::from(rule.ports.matched);
-            if best.is_none_or(|(best_score, _, _)| score > best_score) {
-                best = Some((score, check.direction, rule));
-            }
-        }
-    }
-    best.map(|(_, direction, rule)| (direction, rule))
-}
-
 fn check_one<'a>(
     view: &View<'a>,
     source: End<'a>,
@@ -540,13 +522,13 @@ fn describe(mut facts: Facts<'_>) -> Explanation {
     let closest_miss = if verdict.is_allow() {
         None
     } else {
-        closest(&facts).map(|(direction, rule)| ClosestMiss {
+        closest::closest(&facts).map(|(direction, rule)| ClosestMiss {
             policy: policy_ref(rule.policy),
             direction,
             rule: rule.index,
             peer_matched: rule.peers.matched,
             port_matched: rule.ports.matched,
-            why: hint::why(&facts, direction, rule),
+            why: closest::why(&facts, direction, rule),
         })
     };
     let hints = hint::hints(&facts);

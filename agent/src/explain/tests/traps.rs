@@ -277,3 +277,38 @@ fn explanation_json_has_the_documented_shape() {
             .is_some_and(|yaml| yaml.contains("kind: NetworkPolicy"))
     );
 }
+
+/// A drop event carries the conntrack original destination (the VIP): the
+/// flow is the backend tuple, the Service comes from the original.
+#[test]
+fn conntrack_original_names_the_service_and_the_dnat_trap() {
+    use crate::{
+        enrich::view::View,
+        explain::{Flow, Target, explain},
+    };
+    let store = cluster(&[(
+        "default",
+        "allow-dns-53",
+        "{podSelector: {}, policyTypes: [Egress], egress: [{ports: [{protocol: UDP, port: 53}]}]}",
+    )]);
+    let ip = |text: &str| text.parse().expect("ip");
+    let flow = Flow {
+        from: Target::Ip(ip("10.244.1.11")),
+        to: Target::Ip(ip("10.244.1.53")),
+        port: 5353,
+        protocol: Protocol::Udp,
+        original: Some((ip("10.96.0.10"), 53)),
+    };
+    let explanation = explain(&View::new(&store), &flow).expect("explains");
+    assert_eq!(explanation.verdict, Verdict::DenyEgress);
+    assert!(
+        explanation.has_hint(HintCode::ServicePortNotTargetPort),
+        "{:#?}",
+        explanation.hints
+    );
+    let Some(crate::model::Identity::Service { name, backend, .. }) = &explanation.service else {
+        panic!("no service: {explanation:#?}");
+    };
+    assert_eq!(name, "kube-dns");
+    assert_eq!(backend.as_ref().map(|backend| backend.port), Some(5353));
+}
