@@ -2,6 +2,7 @@
 //!
 //! The data path, one module per step: kernel hook ([`kernel`]) → ring
 //! buffer and flow counters ([`capture`]) → [`decode`] → [`track`] →
+//! identities and NetworkPolicy verdicts ([`enrich`], [`explain`]) →
 //! [`fanout`] → sinks ([`print`]). [`pipeline`] wires them; [`model`] holds
 //! the types that flow between them.
 #![deny(missing_docs)]
@@ -10,10 +11,14 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod enrich;
+pub mod explain;
 pub mod fanout;
 pub mod kernel;
 pub mod model;
 pub mod pipeline;
 pub mod print;
 pub mod telemetry;
+#[cfg(test)]
+mod testkit;
 pub mod track;

@@ -9,3 +9,10 @@ pub use event::{DropEvent, Event, EventKind, KernelLocation, LossEvent, LossSour
 pub use record::{Conntrack, KernelStats};
 pub use record::{DropReason, DropRecord, FlowSample, Record, TcpFlags};
 pub use tuple::{Endpoint, Protocol, Tuple};
+pub mod identity;
+pub mod verdict;
+pub use identity::{Backend, Identity, Workload};
+pub use verdict::{
+    ClosestMiss, Direction, DirectionReport, Explanation, FlowEnd, Hint, HintCode, PolicyRef,
+    RuleRef, Verdict,
+};

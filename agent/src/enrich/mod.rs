@@ -1,0 +1,74 @@
+//! Enrichment: the cluster metadata store. Receives Kubernetes objects from
+//! a live watch ([`watch`]) or a snapshot file ([`snapshot`]), both through
+//! one [`store::Store::apply`]; answers IP → identity, cgroup → pod and the
+//! queries `explain` needs through [`view::View`].
+
+pub mod cgroup;
+pub mod object;
+pub mod policy;
+pub mod snapshot;
+pub mod store;
+pub mod view;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+/// Errors of the enrichment step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes object the store cannot use (skipped, never fatal).
+    #[error("{kind} {namespace}/{name}: {reason}")]
+    Invalid {
+        /// Its kind.
+        kind: &'static str,
+        /// Its namespace (empty for cluster objects).
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+    /// The snapshot file could not be read.
+    #[error("cannot read snapshot {path}: {source}")]
+    SnapshotRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The snapshot file is not a Kubernetes List.
+    #[error("snapshot {path}: at {field}: {reason}")]
+    SnapshotParse {
+        /// The file.
+        path: PathBuf,
+        /// Field path of the problem (`items[3].spec`), `.` for the document.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No Kubernetes client configuration (no kubeconfig, not in a pod).
+    #[error(
+        "no Kubernetes configuration: {source} (set KUBECONFIG, run in a pod with a service account, or pass --snapshot FILE)"
+    )]
+    Config {
+        /// Why.
+        source: kube::config::InferConfigError,
+    },
+    /// The Kubernetes client could not be built.
+    #[error("cannot build the Kubernetes client: {source}")]
+    Client {
+        /// Why.
+        source: kube::Error,
+    },
+    /// A watch failed for good.
+    #[error("watching {kind}: {source}")]
+    Watch {
+        /// The kind.
+        kind: &'static str,
+        /// Why.
+        source: kube::runtime::watcher::Error,
+    },
+}

@@ -1,0 +1,523 @@
+//! The metadata store: stripped objects of six kinds and the indexes that
+//! make lookups cheap (IP, pod UID, labels, namespace). Receives
+//! [`WatchEvent`]s through [`Store::apply`], the one entry point used by the
+//! live watch and the snapshot loader alike; read through [`super::view`].
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+};
+
+use k8s_openapi::api::{
+    core::v1::{Namespace as K8sNamespace, Node as K8sNode, Pod as K8sPod, Service as K8sService},
+    discovery::v1::EndpointSlice as K8sEndpointSlice,
+    networking::v1::NetworkPolicy as K8sNetworkPolicy,
+};
+
+use super::{
+    Error,
+    object::{self, EndpointSlice, Interner, Key, Namespace, Node, Pod, Service, Str},
+    policy::{self, Policy},
+};
+
+/// The kinds the store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Namespaces.
+    Namespace,
+    /// Pods.
+    Pod,
+    /// Services.
+    Service,
+    /// EndpointSlices.
+    EndpointSlice,
+    /// NetworkPolicies.
+    NetworkPolicy,
+    /// Nodes.
+    Node,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 6] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::NetworkPolicy,
+        Kind::Node,
+    ];
+
+    /// The API kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Node => "Node",
+        }
+    }
+}
+
+/// A Kubernetes object of one of the six kinds, as the API serves it.
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// A Namespace.
+    Namespace(Box<K8sNamespace>),
+    /// A Pod.
+    Pod(Box<K8sPod>),
+    /// A Service.
+    Service(Box<K8sService>),
+    /// An EndpointSlice.
+    EndpointSlice(Box<K8sEndpointSlice>),
+    /// A NetworkPolicy.
+    NetworkPolicy(Box<K8sNetworkPolicy>),
+    /// A Node.
+    Node(Box<K8sNode>),
+}
+
+impl Object {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Pod(_) => Kind::Pod,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Object::Node(_) => Kind::Node,
+        }
+    }
+
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Object::Namespace(object) => &object.metadata,
+            Object::Pod(object) => &object.metadata,
+            Object::Service(object) => &object.metadata,
+            Object::EndpointSlice(object) => &object.metadata,
+            Object::NetworkPolicy(object) => &object.metadata,
+            Object::Node(object) => &object.metadata,
+        }
+    }
+}
+
+/// A change to the cluster, as a watcher reports it.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+    /// An object was added or changed.
+    Apply(Object),
+    /// An object was deleted.
+    Delete(Object),
+    /// A full relist of a kind starts: objects of that kind not applied
+    /// before the matching [`WatchEvent::RelistDone`] are then removed.
+    RelistStart(Kind),
+    /// The relist of a kind is complete.
+    RelistDone(Kind),
+}
+
+/// A hash map with a fast, per-process seeded hasher.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A hash set with the same hasher.
+pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// Objects by label key, then value.
+pub type LabelIndex<T> = HashMap<Str, HashMap<Str, Vec<T>>>;
+
+fn index_insert<T>(index: &mut LabelIndex<T>, key: &Str, value: &Str, item: T) {
+    index
+        .entry(key.clone())
+        .or_default()
+        .entry(value.clone())
+        .or_default()
+        .push(item);
+}
+
+fn index_remove<T>(index: &mut LabelIndex<Arc<T>>, key: &str, value: &str, item: &Arc<T>) {
+    let Some(values) = index.get_mut(key) else {
+        return;
+    };
+    if let Some(items) = values.get_mut(value) {
+        items.retain(|other| !Arc::ptr_eq(other, item));
+        if items.is_empty() {
+            values.remove(value);
+        }
+    }
+    if values.is_empty() {
+        index.remove(key);
+    }
+}
+
+/// The pods of one namespace.
+#[derive(Debug, Default)]
+pub struct NamespacePods {
+    /// By name.
+    pub by_name: BTreeMap<Str, Arc<Pod>>,
+    /// By label key, then value.
+    pub by_label: LabelIndex<Arc<Pod>>,
+}
+
+/// Counts of what the store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Namespaces.
+    pub namespaces: usize,
+    /// Pods.
+    pub pods: usize,
+    /// Services.
+    pub services: usize,
+    /// EndpointSlices.
+    pub endpoint_slices: usize,
+    /// NetworkPolicies.
+    pub policies: usize,
+    /// Nodes.
+    pub nodes: usize,
+}
+
+/// The cluster metadata store.
+#[derive(Debug, Default)]
+pub struct Store {
+    interner: Interner,
+    pub(super) namespaces: HashMap<Str, Arc<Namespace>>,
+    pub(super) pods: HashMap<Key, Arc<Pod>>,
+    pub(super) pod_by_uid: HashMap<Str, Key>,
+    pub(super) pod_by_ip: HashMap<IpAddr, Key>,
+    pub(super) pods_by_namespace: HashMap<Str, NamespacePods>,
+    pub(super) services: HashMap<Key, Arc<Service>>,
+    pub(super) service_by_ip: HashMap<IpAddr, Key>,
+    pub(super) slices: HashMap<Key, Arc<EndpointSlice>>,
+    pub(super) slices_by_service: HashMap<Key, BTreeSet<Str>>,
+    pub(super) policies_by_namespace: HashMap<Str, BTreeMap<Str, Arc<Policy>>>,
+    /// Policies whose podSelector has a `key=value` equality, by that pair.
+    pub(super) policies_by_label: LabelIndex<Arc<Policy>>,
+    /// Policies whose podSelector is not empty and has no equality.
+    pub(super) policies_unindexed: Vec<Arc<Policy>>,
+    /// Policies whose non-empty podSelector selects no pod of their own
+    /// namespace (kept current on every pod and policy change).
+    pub(super) orphans: BTreeMap<Key, Arc<Policy>>,
+    pub(super) nodes: HashMap<Str, Arc<Node>>,
+    pub(super) node_by_ip: HashMap<IpAddr, Str>,
+    relisting: HashMap<Kind, HashSet<Key>>,
+}
+
+fn key_of(object: &Object) -> Key {
+    let meta = object.meta();
+    Key {
+        namespace: meta.namespace.as_deref().unwrap_or_default().into(),
+        name: meta.name.as_deref().unwrap_or_default().into(),
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What the store holds.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            namespaces: self.namespaces.len(),
+            pods: self.pods.len(),
+            services: self.services.len(),
+            endpoint_slices: self.slices.len(),
+            policies: self.policies_by_namespace.values().map(BTreeMap::len).sum(),
+            nodes: self.nodes.len(),
+        }
+    }
+
+    /// Applies one change. An invalid object is not stored (its previous
+    /// version is removed) and the error names it; the store stays usable.
+    pub fn apply(&mut self, event: WatchEvent) -> Result<(), Error> {
+        match event {
+            WatchEvent::Apply(object) => {
+                let kind = object.kind();
+                let key = key_of(&object);
+                if let Some(seen) = self.relisting.get_mut(&kind) {
+                    seen.insert(key.clone());
+                }
+                let result = self.upsert(&object);
+                if result.is_err() {
+                    self.remove(kind, &key);
+                }
+                result
+            }
+            WatchEvent::Delete(object) => {
+                self.remove(object.kind(), &key_of(&object));
+                Ok(())
+            }
+            WatchEvent::RelistStart(kind) => {
+                self.relisting.insert(kind, HashSet::default());
+                Ok(())
+            }
+            WatchEvent::RelistDone(kind) => {
+                if let Some(seen) = self.relisting.remove(&kind) {
+                    for key in self.keys(kind) {
+                        if !seen.contains(&key) {
+                            self.remove(kind, &key);
+                        }
+                    }
+                }
+                self.interner.prune();
+                Ok(())
+            }
+        }
+    }
+
+    fn keys(&self, kind: Kind) -> Vec<Key> {
+        let cluster = |name: &Str| Key {
+            namespace: "".into(),
+            name: name.clone(),
+        };
+        match kind {
+            Kind::Namespace => self.namespaces.keys().map(cluster).collect(),
+            Kind::Node => self.nodes.keys().map(cluster).collect(),
+            Kind::Pod => self.pods.keys().cloned().collect(),
+            Kind::Service => self.services.keys().cloned().collect(),
+            Kind::EndpointSlice => self.slices.keys().cloned().collect(),
+            Kind::NetworkPolicy => self
+                .policies_by_namespace
+                .values()
+                .flat_map(|policies| policies.values().map(|policy| policy.key()))
+                .collect(),
+        }
+    }
+
+    fn upsert(&mut self, object: &Object) -> Result<(), Error> {
+        match object {
+            Object::Namespace(namespace) => {
+                let namespace = object::namespace(namespace, &mut self.interner)?;
+                self.namespaces
+                    .insert(namespace.name.clone(), Arc::new(namespace));
+            }
+            Object::Pod(pod) => {
+                let pod = object::pod(pod, &mut self.interner)?;
+                self.insert_pod(pod);
+            }
+            Object::Service(service) => {
+                let service = object::service(service, &mut self.interner)?;
+                self.insert_service(service);
+            }
+            Object::EndpointSlice(slice) => {
+                let slice = object::endpoint_slice(slice, &mut self.interner)?;
+                self.insert_slice(slice);
+            }
+            Object::NetworkPolicy(policy) => {
+                let policy = policy::policy(policy, &mut self.interner)?;
+                self.insert_policy(policy);
+            }
+            Object::Node(node) => {
+                let node = object::node(node, &mut self.interner)?;
+                self.remove(
+                    Kind::Node,
+                    &Key {
+                        namespace: "".into(),
+                        name: node.name.clone(),
+                    },
+                );
+                for ip in &node.ips {
+                    self.node_by_ip.insert(*ip, node.name.clone());
+                }
+                self.nodes.insert(node.name.clone(), Arc::new(node));
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_pod(&mut self, pod: Pod) {
+        let key = pod.key();
+        self.remove(Kind::Pod, &key);
+        if !pod.uid.is_empty() {
+            self.pod_by_uid.insert(pod.uid.clone(), key.clone());
+        }
+        if !pod.host_network && !pod.finished {
+            for ip in &pod.ips {
+                self.pod_by_ip.insert(*ip, key.clone());
+            }
+        }
+        let pod = Arc::new(pod);
+        let namespace = self
+            .pods_by_namespace
+            .entry(key.namespace.clone())
+            .or_default();
+        namespace.by_name.insert(key.name.clone(), pod.clone());
+        for (label, value) in pod.labels.iter() {
+            index_insert(&mut namespace.by_label, label, value, pod.clone());
+        }
+        self.pods.insert(key.clone(), pod);
+        self.refresh_orphans(&key.namespace);
+    }
+
+    /// True when some (not host-network) pod of `namespace` matches.
+    fn selects_some_pod(&self, namespace: &str, selector: &super::policy::Selector) -> bool {
+        let Some(pods) = self.pods_by_namespace.get(namespace) else {
+            return false;
+        };
+        let matching = |pod: &Arc<Pod>| !pod.host_network && selector.matches(&pod.labels);
+        match selector.first_equality() {
+            Some((key, value)) => pods
+                .by_label
+                .get(key.as_ref())
+                .and_then(|values| values.get(value.as_ref()))
+                .is_some_and(|candidates| candidates.iter().any(matching)),
+            None => pods.by_name.values().any(matching),
+        }
+    }
+
+    /// Recomputes which policies of a namespace select no pod there.
+    fn refresh_orphans(&mut self, namespace: &Str) {
+        let Some(policies) = self.policies_by_namespace.get(namespace) else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for policy in policies.values() {
+            let orphan = !policy.pod_selector.is_empty()
+                && !self.selects_some_pod(namespace, &policy.pod_selector);
+            let key = policy.key();
+            if orphan != self.orphans.contains_key(&key) {
+                changes.push((key, orphan.then(|| policy.clone())));
+            }
+        }
+        for (key, policy) in changes {
+            match policy {
+                Some(policy) => self.orphans.insert(key, policy),
+                None => self.orphans.remove(&key),
+            };
+        }
+    }
+
+    fn insert_service(&mut self, service: Service) {
+        let key = Key {
+            namespace: service.namespace.clone(),
+            name: service.name.clone(),
+        };
+        self.remove(Kind::Service, &key);
+        for ip in &service.cluster_ips {
+            self.service_by_ip.insert(*ip, key.clone());
+        }
+        self.services.insert(key, Arc::new(service));
+    }
+
+    fn insert_slice(&mut self, slice: EndpointSlice) {
+        let key = Key {
+            namespace: slice.namespace.clone(),
+            name: slice.name.clone(),
+        };
+        self.remove(Kind::EndpointSlice, &key);
+        if let Some(service) = &slice.service {
+            self.slices_by_service
+                .entry(Key {
+                    namespace: slice.namespace.clone(),
+                    name: service.clone(),
+                })
+                .or_default()
+                .insert(slice.name.clone());
+        }
+        self.slices.insert(key, Arc::new(slice));
+    }
+
+    fn insert_policy(&mut self, policy: Policy) {
+        let key = policy.key();
+        self.remove(Kind::NetworkPolicy, &key);
+        let policy = Arc::new(policy);
+        match policy.pod_selector.first_equality() {
+            Some((label, value)) => {
+                index_insert(&mut self.policies_by_label, label, value, policy.clone());
+            }
+            None if policy.pod_selector.is_empty() => {}
+            None => self.policies_unindexed.push(policy.clone()),
+        }
+        self.policies_by_namespace
+            .entry(key.namespace.clone())
+            .or_default()
+            .insert(key.name.clone(), policy);
+        self.refresh_orphans(&key.namespace);
+    }
+
+    fn remove(&mut self, kind: Kind, key: &Key) {
+        match kind {
+            Kind::Namespace => {
+                self.namespaces.remove(&key.name);
+            }
+            Kind::Node => {
+                if let Some(node) = self.nodes.remove(&key.name) {
+                    for ip in &node.ips {
+                        if self.node_by_ip.get(ip) == Some(&node.name) {
+                            self.node_by_ip.remove(ip);
+                        }
+                    }
+                }
+            }
+            Kind::Pod => {
+                let Some(pod) = self.pods.remove(key) else {
+                    return;
+                };
+                if self.pod_by_uid.get(&pod.uid) == Some(key) {
+                    self.pod_by_uid.remove(&pod.uid);
+                }
+                for ip in &pod.ips {
+                    if self.pod_by_ip.get(ip) == Some(key) {
+                        self.pod_by_ip.remove(ip);
+                    }
+                }
+                if let Some(namespace) = self.pods_by_namespace.get_mut(&key.namespace) {
+                    namespace.by_name.remove(&key.name);
+                    for (label, value) in pod.labels.iter() {
+                        index_remove(&mut namespace.by_label, label, value, &pod);
+                    }
+                    if namespace.by_name.is_empty() {
+                        self.pods_by_namespace.remove(&key.namespace);
+                    }
+                }
+                self.refresh_orphans(&key.namespace);
+            }
+            Kind::Service => {
+                if let Some(service) = self.services.remove(key) {
+                    for ip in &service.cluster_ips {
+                        if self.service_by_ip.get(ip) == Some(key) {
+                            self.service_by_ip.remove(ip);
+                        }
+                    }
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(slice) = self.slices.remove(key)
+                    && let Some(service) = &slice.service
+                {
+                    let service = Key {
+                        namespace: key.namespace.clone(),
+                        name: service.clone(),
+                    };
+                    if let Some(names) = self.slices_by_service.get_mut(&service) {
+                        names.remove(&key.name);
+                        if names.is_empty() {
+                            self.slices_by_service.remove(&service);
+                        }
+                    }
+                }
+            }
+            Kind::NetworkPolicy => {
+                let Some(policies) = self.policies_by_namespace.get_mut(&key.namespace) else {
+                    return;
+                };
+                let Some(policy) = policies.remove(&key.name) else {
+                    return;
+                };
+                self.orphans.remove(key);
+                if policies.is_empty() {
+                    self.policies_by_namespace.remove(&key.namespace);
+                }
+                match policy.pod_selector.first_equality() {
+                    Some((label, value)) => {
+                        index_remove(&mut self.policies_by_label, label, value, &policy);
+                    }
+                    None => self
+                        .policies_unindexed
+                        .retain(|other| !Arc::ptr_eq(other, &policy)),
+                }
+            }
+        }
+    }
+}

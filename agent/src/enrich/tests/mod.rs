@@ -1,0 +1,4 @@
+//! The enrich suites: typed Kubernetes objects in, store answers out; no
+//! cluster needed.
+
+mod store;

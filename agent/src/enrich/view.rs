@@ -1,0 +1,303 @@
+//! Read-only queries over the [`Store`]: IP → identity, pods by name, UID
+//! or label, Service backends, namespaces, policies by namespace and by the
+//! labels they may select. This is all `explain` imports from `enrich`; it
+//! re-exports the stripped types those queries return.
+
+use std::{net::IpAddr, sync::Arc};
+
+use ipnet::IpNet;
+
+pub use super::{
+    object::{
+        ContainerPort, EndpointSlice, Key, Labels, Namespace, Node, Pod, Service, ServicePort,
+        SliceEndpoint, SlicePort, Str, TargetPort,
+    },
+    policy::{Operator, Peer, Policy, PortMatch, PortRule, Requirement, Rule, Selector},
+    store::{Counts, Store},
+};
+use crate::model::{Identity, Protocol};
+
+/// A backend of a Service port: where kube-proxy DNATs to.
+#[derive(Clone, Debug)]
+pub struct ServiceBackend {
+    /// The backend address.
+    pub ip: IpAddr,
+    /// The target port (post-DNAT).
+    pub port: u16,
+    /// `conditions.ready`.
+    pub ready: bool,
+    /// The backend pod, when known.
+    pub pod: Option<Arc<Pod>>,
+}
+
+/// Read-only access to a store.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    store: &'a Store,
+}
+
+impl<'a> View<'a> {
+    /// A view of `store`.
+    pub fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// What the store holds.
+    pub fn counts(&self) -> Counts {
+        self.store.counts()
+    }
+
+    /// A namespace by name.
+    pub fn namespace(&self, name: &str) -> Option<&'a Namespace> {
+        self.store.namespaces.get(name).map(Arc::as_ref)
+    }
+
+    /// Every namespace (unordered).
+    pub fn namespaces(&self) -> impl Iterator<Item = &'a Namespace> + 'a {
+        self.store.namespaces.values().map(Arc::as_ref)
+    }
+
+    /// A pod by namespace and name.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&'a Arc<Pod>> {
+        self.store.pods.get(&Key {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    /// The (not host-network, not finished) pod that owns an IP.
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&'a Arc<Pod>> {
+        self.store
+            .pod_by_ip
+            .get(&ip)
+            .and_then(|key| self.store.pods.get(key))
+    }
+
+    /// A pod by `metadata.uid` (dashes, as the API spells it).
+    pub fn pod_by_uid(&self, uid: &str) -> Option<&'a Arc<Pod>> {
+        self.store
+            .pod_by_uid
+            .get(uid)
+            .and_then(|key| self.store.pods.get(key))
+    }
+
+    /// The pods of a namespace, by name.
+    pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+        self.store
+            .pods_by_namespace
+            .get(namespace)
+            .into_iter()
+            .flat_map(|pods| pods.by_name.values())
+    }
+
+    /// The pods of a namespace carrying `key=value`.
+    pub fn pods_in_with_label(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+        self.store
+            .pods_by_namespace
+            .get(namespace)
+            .and_then(|pods| pods.by_label.get(key))
+            .and_then(|values| values.get(value))
+            .into_iter()
+            .flatten()
+    }
+
+    /// A Service by namespace and name.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&'a Arc<Service>> {
+        self.store.services.get(&Key {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    /// The Service whose ClusterIP this is.
+    pub fn service_by_ip(&self, ip: IpAddr) -> Option<&'a Arc<Service>> {
+        self.store
+            .service_by_ip
+            .get(&ip)
+            .and_then(|key| self.store.services.get(key))
+    }
+
+    /// The backends of one Service port, from its EndpointSlices, sorted by
+    /// address. The target port is the EndpointSlice's (kube-proxy's truth);
+    /// when no slice names the port, `targetPort` resolved on the pod.
+    pub fn service_backends(&self, service: &Service, port: &ServicePort) -> Vec<ServiceBackend> {
+        let key = Key {
+            namespace: service.namespace.clone(),
+            name: service.name.clone(),
+        };
+        let mut backends = Vec::new();
+        for slice_name in self.store.slices_by_service.get(&key).into_iter().flatten() {
+            let Some(slice) = self.store.slices.get(&Key {
+                namespace: service.namespace.clone(),
+                name: slice_name.clone(),
+            }) else {
+                continue;
+            };
+            let slice_port = slice
+                .ports
+                .iter()
+                .find(|candidate| {
+                    candidate.name == port.name && candidate.protocol == port.protocol
+                })
+                .map(|candidate| candidate.port);
+            for endpoint in &slice.endpoints {
+                let pod = endpoint
+                    .pod
+                    .as_ref()
+                    .and_then(|name| self.pod(&service.namespace, name))
+                    .or_else(|| endpoint.ips.first().and_then(|ip| self.pod_by_ip(*ip)));
+                let target = slice_port.or_else(|| match &port.target {
+                    TargetPort::Number(number) => Some(*number),
+                    TargetPort::Name(name) => {
+                        pod.and_then(|pod| pod.named_port(name, port.protocol))
+                    }
+                });
+                let Some(target) = target else { continue };
+                for ip in &endpoint.ips {
+                    backends.push(ServiceBackend {
+                        ip: *ip,
+                        port: target,
+                        ready: endpoint.ready,
+                        pod: pod.cloned(),
+                    });
+                }
+            }
+        }
+        backends.sort_by_key(|backend| (!backend.ready, backend.ip));
+        backends.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
+        backends
+    }
+
+    /// The policies of a namespace, by name.
+    pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        self.store
+            .policies_by_namespace
+            .get(namespace)
+            .into_iter()
+            .flat_map(|policies| policies.values())
+    }
+
+    /// Policies in any namespace whose non-empty podSelector may select
+    /// pods with these labels (a superset: callers check the selector).
+    pub fn policies_maybe_selecting(
+        &self,
+        labels: &'a Labels,
+    ) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        let store = self.store;
+        labels
+            .iter()
+            .filter_map(move |(key, value)| {
+                store
+                    .policies_by_label
+                    .get(key.as_ref())
+                    .and_then(|values| values.get(value.as_ref()))
+            })
+            .flatten()
+            .chain(store.policies_unindexed.iter())
+    }
+
+    /// Policies (any namespace) whose non-empty podSelector selects no pod
+    /// of their own namespace, by namespace and name.
+    pub fn orphan_policies(&self) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        self.store.orphans.values()
+    }
+
+    /// True when the policy's podSelector selects no pod of its namespace.
+    pub fn is_orphan(&self, policy: &Policy) -> bool {
+        self.store.orphans.contains_key(&policy.key())
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> Option<&'a Arc<Node>> {
+        self.store.nodes.get(name)
+    }
+
+    /// The node that owns an address.
+    pub fn node_by_ip(&self, ip: IpAddr) -> Option<&'a Arc<Node>> {
+        self.store
+            .node_by_ip
+            .get(&ip)
+            .and_then(|name| self.store.nodes.get(name))
+    }
+
+    /// True when the address is inside some node's pod CIDR.
+    pub fn in_pod_network(&self, ip: IpAddr) -> bool {
+        self.store
+            .nodes
+            .values()
+            .any(|node| node.pod_cidrs.iter().any(|cidr| cidr.contains(&ip)))
+    }
+
+    /// Who an address is. `destination_node` is the node of the flow's
+    /// destination pod: a node address equal to it is that pod's kubelet.
+    pub fn identify(&self, ip: IpAddr, destination_node: Option<&str>) -> Identity {
+        if let Some(pod) = self.pod_by_ip(ip) {
+            return pod.identity();
+        }
+        if let Some(service) = self.service_by_ip(ip) {
+            return Identity::Service {
+                namespace: service.namespace.to_string(),
+                name: service.name.to_string(),
+                port_name: None,
+                backend: None,
+            };
+        }
+        if let Some(node) = self.node_by_ip(ip) {
+            return Identity::Node {
+                name: node.name.to_string(),
+                is_kubelet_of_destination: destination_node == Some(node.name.as_ref()),
+            };
+        }
+        if self.in_pod_network(ip) {
+            return Identity::Unknown { ip };
+        }
+        Identity::External {
+            cidr: IpNet::from(ip),
+        }
+    }
+
+    /// Who a Service VIP is for a packet to `port`/`protocol`: the Service,
+    /// the name of the port used, and the backend it was DNATed to (from
+    /// conntrack) when known. `None` when the address is no ClusterIP.
+    pub fn identify_service(
+        &self,
+        vip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        backend: Option<(IpAddr, u16)>,
+    ) -> Option<Identity> {
+        let service = self.service_by_ip(vip)?;
+        let port_name = Self::service_port(service, port, protocol)
+            .and_then(|port| port.name.as_ref())
+            .map(|name| name.to_string());
+        Some(Identity::Service {
+            namespace: service.namespace.to_string(),
+            name: service.name.to_string(),
+            port_name,
+            backend: backend.map(|(ip, port)| crate::model::Backend {
+                ip,
+                port,
+                pod: self
+                    .pod_by_ip(ip)
+                    .map(|pod| format!("{}/{}", pod.namespace, pod.name)),
+            }),
+        })
+    }
+
+    /// The Service port a packet to `port`/`protocol` on the VIP used.
+    pub fn service_port(
+        service: &'a Service,
+        port: u16,
+        protocol: Protocol,
+    ) -> Option<&'a ServicePort> {
+        service
+            .ports
+            .iter()
+            .find(|candidate| candidate.port == port && candidate.protocol == protocol)
+    }
+}

@@ -1,0 +1,206 @@
+//! The live source: kube-rs watchers for the six kinds, every event turned
+//! into a [`WatchEvent`] and fed to [`Store::apply`] (the same entry point
+//! as the snapshot loader). Full objects are stripped as they arrive: no
+//! reflector keeps them. Connects in-cluster or through the kubeconfig. A
+//! kind the RBAC forbids is logged as a warning and left out; the others go on.
+
+use std::{fmt::Debug, sync::Arc};
+
+use futures::{StreamExt, stream::BoxStream};
+use kube::{
+    Api, Client, Resource,
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, Event},
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::RwLock;
+
+use super::{
+    Error,
+    store::{Kind, Object, Store, WatchEvent},
+};
+
+/// Connects to the API server: in-cluster service account, else kubeconfig.
+pub async fn connect() -> Result<Client, Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|source| Error::Config { source })?;
+    Client::try_from(config).map_err(|source| Error::Client { source })
+}
+
+type Item = Result<WatchEvent, (Kind, watcher::Error)>;
+
+fn kind_stream<K>(
+    client: &Client,
+    kind: Kind,
+    wrap: fn(Box<K>) -> Object,
+) -> BoxStream<'static, Item>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(move |event| match event {
+            Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                Ok(WatchEvent::Apply(wrap(Box::new(object))))
+            }
+            Ok(Event::Delete(object)) => Ok(WatchEvent::Delete(wrap(Box::new(object)))),
+            Ok(Event::Init) => Ok(WatchEvent::RelistStart(kind)),
+            Ok(Event::InitDone) => Ok(WatchEvent::RelistDone(kind)),
+            Err(error) => Err((kind, error)),
+        })
+        .boxed()
+}
+
+/// Every kind's events, merged.
+pub fn events(client: &Client) -> BoxStream<'static, Item> {
+    futures::stream::select_all([
+        kind_stream(client, Kind::Namespace, Object::Namespace),
+        kind_stream(client, Kind::Pod, Object::Pod),
+        kind_stream(client, Kind::Service, Object::Service),
+        kind_stream(client, Kind::EndpointSlice, Object::EndpointSlice),
+        kind_stream(client, Kind::NetworkPolicy, Object::NetworkPolicy),
+        kind_stream(client, Kind::Node, Object::Node),
+    ])
+    .boxed()
+}
+
+fn is_forbidden(error: &watcher::Error) -> bool {
+    let client_error = match error {
+        watcher::Error::InitialListFailed(error)
+        | watcher::Error::WatchStartFailed(error)
+        | watcher::Error::WatchFailed(error) => error,
+        watcher::Error::WatchError(status) => return status.code == 403,
+        watcher::Error::NoResourceVersion => return false,
+    };
+    matches!(client_error, kube::Error::Api(status) if status.code == 403)
+}
+
+/// What to do with one stream item; returns the kind when it is done
+/// (synced, or forbidden and given up).
+fn handle(store: &mut Store, item: Item, forbidden: &mut Vec<Kind>) -> Option<Kind> {
+    match item {
+        Ok(event) => {
+            let done = match &event {
+                WatchEvent::RelistDone(kind) => Some(*kind),
+                _ => None,
+            };
+            if let Err(error) = store.apply(event) {
+                tracing::warn!(%error, "object skipped");
+            }
+            if let Some(kind) = done {
+                tracing::info!(kind = kind.as_str(), "synced");
+            }
+            done
+        }
+        Err((kind, error)) if is_forbidden(&error) => {
+            if !forbidden.contains(&kind) {
+                tracing::warn!(kind = kind.as_str(), %error, "RBAC forbids watching this kind; continuing without it");
+                forbidden.push(kind);
+            }
+            Some(kind)
+        }
+        Err((kind, error)) => {
+            tracing::warn!(kind = kind.as_str(), %error, "watch failed; retrying with backoff");
+            None
+        }
+    }
+}
+
+/// Lists every kind once (through the watchers) into `store` and returns
+/// when each kind has synced or was forbidden: what `dropscope explain`
+/// uses against a live cluster.
+pub async fn sync_once(client: &Client, store: &mut Store) -> Result<(), Error> {
+    let mut stream = events(client);
+    let mut done: Vec<Kind> = Vec::new();
+    let mut forbidden = Vec::new();
+    while done.len() < Kind::ALL.len() {
+        let Some(item) = stream.next().await else {
+            break;
+        };
+        if let Some(kind) = handle(store, item, &mut forbidden)
+            && !done.contains(&kind)
+        {
+            done.push(kind);
+        }
+    }
+    Ok(())
+}
+
+/// Watches forever, applying every change to the shared store.
+pub async fn run(client: Client, store: Arc<RwLock<Store>>) -> Result<(), Error> {
+    let mut stream = events(&client);
+    let mut forbidden = Vec::new();
+    while let Some(item) = stream.next().await {
+        let mut store = store.write().await;
+        handle(&mut store, item, &mut forbidden);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    fn forbidden_error() -> watcher::Error {
+        let mut status = kube::core::Status::failure("pods is forbidden", "Forbidden");
+        status.code = 403;
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    /// What the watchers emit goes through the same `apply`; a forbidden
+    /// kind is given up (reported done) and the others go on.
+    #[test]
+    fn watcher_items_feed_the_store_and_forbidden_kinds_are_skipped() {
+        let mut store = Store::new();
+        let mut forbidden = Vec::new();
+        let items: Vec<Item> = vec![
+            Ok(WatchEvent::RelistStart(Kind::Namespace)),
+            Ok(WatchEvent::Apply(mk_namespace("default", &[]))),
+            Ok(WatchEvent::RelistDone(Kind::Namespace)),
+            Err((Kind::NetworkPolicy, forbidden_error())),
+            Err((Kind::NetworkPolicy, forbidden_error())),
+            Ok(WatchEvent::Apply(pod(mk_pod(
+                "default",
+                "web",
+                "10.244.1.11",
+                &[],
+            )))),
+        ];
+        let done: Vec<Option<Kind>> = items
+            .into_iter()
+            .map(|item| handle(&mut store, item, &mut forbidden))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                None,
+                None,
+                Some(Kind::Namespace),
+                Some(Kind::NetworkPolicy),
+                Some(Kind::NetworkPolicy),
+                None
+            ]
+        );
+        assert_eq!(forbidden, [Kind::NetworkPolicy]);
+        assert_eq!(store.counts().namespaces, 1);
+        assert_eq!(store.counts().pods, 1);
+    }
+
+    #[test]
+    fn other_watch_errors_are_retried() {
+        let mut status = kube::core::Status::failure("etcd is slow", "Timeout");
+        status.code = 504;
+        let error = watcher::Error::WatchError(Box::new(status));
+        assert!(!is_forbidden(&error));
+        assert_eq!(
+            handle(&mut Store::new(), Err((Kind::Pod, error)), &mut Vec::new()),
+            None
+        );
+    }
+}

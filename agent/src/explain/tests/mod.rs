@@ -1,0 +1,7 @@
+//! The explain suites: NetworkPolicy semantics (one row per rule of the
+//! reference) and the traps the hints must name.
+
+mod cluster;
+mod fixtures;
+mod semantics;
+mod traps;
