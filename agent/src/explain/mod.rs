@@ -41,7 +41,7 @@ use crate::{
     enrich::view::{Pod, Service, ServicePort, View},
     model::{
         Backend, ClosestMiss, Direction, DirectionReport, Explanation, FlowEnd, Identity,
-        PolicyRef, Protocol, RuleRef, Verdict,
+        PolicyRef, Protocol, RuleRef, Tuple, Verdict, record::Conntrack,
     },
 };
 
@@ -81,6 +81,22 @@ pub struct Flow {
     /// The original destination before DNAT (conntrack), when `to` is
     /// already the backend.
     pub original: Option<(IpAddr, u16)>,
+}
+
+impl Flow {
+    /// The flow of a dropped packet: its tuple as seen at the drop
+    /// (post-NAT), and the original destination when conntrack shows a DNAT.
+    pub fn from_packet(packet: &Tuple, conntrack: Option<&Conntrack>) -> Self {
+        Self {
+            from: Target::Ip(packet.src.ip),
+            to: Target::Ip(packet.dst.ip),
+            port: packet.dst.port,
+            protocol: packet.protocol,
+            original: conntrack
+                .filter(|entry| entry.is_dnat())
+                .map(|entry| (entry.original.dst.ip, entry.original.dst.port)),
+        }
+    }
 }
 
 /// Why a flow cannot be explained.

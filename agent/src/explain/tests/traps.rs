@@ -291,14 +291,25 @@ fn conntrack_original_names_the_service_and_the_dnat_trap() {
         "allow-dns-53",
         "{podSelector: {}, policyTypes: [Egress], egress: [{ports: [{protocol: UDP, port: 53}]}]}",
     )]);
+    use crate::model::{Endpoint, Tuple, record::Conntrack};
     let ip = |text: &str| text.parse().expect("ip");
-    let flow = Flow {
-        from: Target::Ip(ip("10.244.1.11")),
-        to: Target::Ip(ip("10.244.1.53")),
-        port: 5353,
-        protocol: Protocol::Udp,
-        original: Some((ip("10.96.0.10"), 53)),
+    let end = |address: &str, port| Endpoint {
+        ip: ip(address),
+        port,
     };
+    let tuple = |src, dst| Tuple {
+        src,
+        dst,
+        protocol: Protocol::Udp,
+    };
+    // The client sent to the VIP; the reply comes from the backend.
+    let conntrack = Conntrack {
+        original: tuple(end("10.244.1.11", 40000), end("10.96.0.10", 53)),
+        reply: tuple(end("10.244.1.53", 5353), end("10.244.1.11", 40000)),
+    };
+    let flow = Flow::from_packet(&conntrack.translated(), Some(&conntrack));
+    assert_eq!(flow.original, Some((ip("10.96.0.10"), 53)));
+    assert_eq!(flow.to, Target::Ip(ip("10.244.1.53")));
     let explanation = explain(&View::new(&store), &flow).expect("explains");
     assert_eq!(explanation.verdict, Verdict::DenyEgress);
     assert!(
