@@ -1,7 +1,7 @@
 //! The agent's validated configuration: one section per step, each step
 //! receiving only its own.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use crate::{
     fanout::FanoutConfig,
@@ -16,6 +16,8 @@ pub struct AgentConfig {
     pub kernel: KernelConfig,
     /// Reading the kernel's maps.
     pub capture: CaptureConfig,
+    /// Where cluster metadata comes from.
+    pub metadata: MetadataConfig,
     /// The broadcast hub.
     pub fanout: FanoutConfig,
     /// Terminal output.
@@ -27,6 +29,20 @@ pub struct AgentConfig {
     /// Turn on the kernel's BPF run-time statistics and log the hook's
     /// per-invocation cost.
     pub bpf_stats: bool,
+}
+
+/// Where the agent learns who the addresses are and which NetworkPolicies
+/// apply.
+#[derive(Clone, Debug, Default)]
+pub enum MetadataConfig {
+    /// None: events carry addresses only.
+    #[default]
+    Standalone,
+    /// A `kubectl get ... -o yaml` List, read once at start.
+    Snapshot(PathBuf),
+    /// The live API server (kubeconfig or in-cluster service account),
+    /// listed at start and watched.
+    Kubernetes,
 }
 
 /// How the kernel programs are loaded.

@@ -2,7 +2,7 @@
 //! baselines in the same run, against the release agent. Results land in
 //! `target/bench/*.json`; each benchmark prints a Markdown table.
 
-use std::path::Path;
+use std::{path::Path, process::Command};
 
 use anyhow::{bail, Result};
 
@@ -24,6 +24,21 @@ pub fn run(args: &[String]) -> Result<()> {
 /// Runs every benchmark with the agent at `binary`.
 pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
     let stable = format!("+{}", toolchain::stable()?);
+    // Explain latency and metadata memory: user space only.
+    let mut explain = Command::new("cargo");
+    explain.args([
+        stable.as_str(),
+        "bench",
+        "-p",
+        "dropscope",
+        "--bench",
+        "explain",
+    ]);
+    if quick {
+        explain.args(["--", "--quick"]);
+    }
+    process::run_with(&mut explain)?;
+    // The kernel hook's cost: needs root and the agent binary.
     process::run(
         "cargo",
         &[&stable, "bench", "-p", "dropscope-e2e", "--no-run"],

@@ -1,9 +1,9 @@
 //! `dropscope agent`: capture drops on this node and stream them.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use crate::{
-    config::{AgentConfig, CaptureConfig, KernelConfig},
+    config::{AgentConfig, CaptureConfig, KernelConfig, MetadataConfig},
     fanout::FanoutConfig,
     kernel::{DropReasonSet, Hook},
     pipeline,
@@ -50,6 +50,16 @@ pub struct Args {
     /// average cost per invocation.
     #[arg(long, env = "DROPSCOPE_BPF_STATS")]
     pub bpf_stats: bool,
+    /// Cluster metadata from a file: the output of `kubectl get
+    /// namespaces,pods,services,endpointslices,networkpolicies,nodes -A -o
+    /// yaml` (or json). Events then name pods, Services and the
+    /// NetworkPolicy behind each drop.
+    #[arg(long, env = "DROPSCOPE_SNAPSHOT", conflicts_with = "kubernetes")]
+    pub snapshot: Option<PathBuf>,
+    /// Cluster metadata from the live API server (kubeconfig, or the pod's
+    /// service account), listed at start and then watched.
+    #[arg(long, env = "DROPSCOPE_KUBERNETES")]
+    pub kubernetes: bool,
 }
 
 /// Runs the agent until a signal (or `--duration`).
@@ -64,6 +74,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         capture: CaptureConfig {
             sample_interval: args.sample_interval,
             idle_timeout: args.idle_timeout,
+        },
+        metadata: match (args.snapshot, args.kubernetes) {
+            (Some(path), _) => MetadataConfig::Snapshot(path),
+            (None, true) => MetadataConfig::Kubernetes,
+            (None, false) => MetadataConfig::Standalone,
         },
         fanout: FanoutConfig::default(),
         output: args.output,

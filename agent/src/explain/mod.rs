@@ -26,6 +26,7 @@ pub mod hint;
 pub mod peer;
 pub mod port;
 pub mod selector;
+pub mod step;
 pub mod verdict;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 use super::{
     record::{Conntrack, DropReason, TcpFlags},
     tuple::Tuple,
+    verdict::Explanation,
 };
 
 /// A kernel code address and, when it could be resolved, `function+offset`.
@@ -76,6 +77,11 @@ pub struct DropEvent {
     /// False when the kernel had no free flow slot and reported this drop
     /// on its own (it is then exactly one packet).
     pub aggregated: bool,
+    /// Who the two ends are and what NetworkPolicy says about the flow
+    /// (which policy denies it, the closest rule, named traps, a fix), when
+    /// the agent has cluster metadata (`--snapshot` or `--kubernetes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Arc<Explanation>>,
 }
 
 /// Serializes a time as RFC 3339 with nanoseconds, UTC.

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::{
     fanout::Subscription,
-    model::{DropEvent, Event, EventKind, LossEvent, LossSource},
+    model::{DropEvent, Event, EventKind, Explanation, LossEvent, LossSource},
 };
 
 /// How events are written.
@@ -78,7 +78,34 @@ fn text_drop(drop: &DropEvent) -> String {
     if !drop.aggregated {
         line.push_str(" (not aggregated: no free flow slot)");
     }
+    if let Some(explanation) = &drop.explanation {
+        line.push_str(&explained(explanation));
+    }
     line
+}
+
+/// ` | source -> destination [via Service]: verdict by policies; hints`.
+fn explained(explanation: &Explanation) -> String {
+    let mut text = format!(
+        " | {} -> {}",
+        explanation.source.identity, explanation.destination.identity
+    );
+    if let Some(service) = &explanation.service {
+        text.push_str(&format!(" via {service}"));
+    }
+    text.push_str(&format!(": NetworkPolicy {}", explanation.verdict));
+    let deciding: Vec<String> = [&explanation.egress, &explanation.ingress]
+        .into_iter()
+        .filter(|report| !report.allowed)
+        .flat_map(|report| report.policies.iter().map(ToString::to_string))
+        .collect();
+    if !deciding.is_empty() {
+        text.push_str(&format!(" ({})", deciding.join(", ")));
+    }
+    for hint in &explanation.hints {
+        text.push_str(&format!("; [{}] {}", hint.code, hint.message));
+    }
+    text
 }
 
 fn text_loss(loss: &LossEvent) -> String {

@@ -11,12 +11,9 @@ use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use tokio::sync::mpsc;
 
-use crate::{
-    fanout::Hub,
-    model::{
-        DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Record,
-        record::KernelStats,
-    },
+use crate::model::{
+    DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Record,
+    record::KernelStats,
 };
 
 /// The flow tracker.
@@ -71,6 +68,7 @@ impl Tracker {
             first_seen: drop.time,
             last_seen: drop.time,
             aggregated: drop.slot.is_some(),
+            explanation: None,
         });
         if let Some(slot) = drop.slot {
             self.flows.insert(slot, Arc::clone(&event));
@@ -136,12 +134,19 @@ impl Tracker {
         self.stats
     }
 
-    /// Runs until `input` closes, publishing to `hub`; returns the last
-    /// kernel statistics.
-    pub async fn run(mut self, mut input: mpsc::Receiver<Record>, hub: Hub) -> KernelStats {
+    /// Runs until `input` closes (or `output` does), sending every event
+    /// on; returns the last kernel statistics. Waits when `output` is full:
+    /// the pressure goes back to the kernel ring, where losses are counted.
+    pub async fn run(
+        mut self,
+        mut input: mpsc::Receiver<Record>,
+        output: mpsc::Sender<Event>,
+    ) -> KernelStats {
         while let Some(record) = input.recv().await {
             for event in self.on_record(record) {
-                hub.publish(event);
+                if output.send(event).await.is_err() {
+                    return self.stats;
+                }
             }
         }
         self.stats

@@ -210,6 +210,18 @@ impl Lab {
         Ok(pod)
     }
 
+    /// The pod added as `name`.
+    ///
+    /// # Panics
+    /// When the lab has no such pod (a bug in the test).
+    pub fn pod(&self, name: &str) -> &Pod {
+        let wanted = format!("ds{}-{name}", self.id);
+        self.pods
+            .iter()
+            .find(|pod| pod.netns.name() == wanted)
+            .unwrap_or_else(|| panic!("no pod {name} in this lab"))
+    }
+
     /// The node's nftables.
     pub fn nft(&self) -> Nft<'_> {
         Nft::new(&self.node)

@@ -1,0 +1,193 @@
+//! The pipeline step between `track` and `fanout`: attaches to each dropped
+//! flow who its two ends are and what NetworkPolicy says about it.
+//!
+//! Receives [`Event`]s, publishes them to the hub. A flow is explained once,
+//! on its `new` event, against the metadata store as it is then; its
+//! `update` and `end` events carry the same explanation. Without metadata
+//! (standalone) events pass through unchanged. This is the only part of
+//! `explain` that touches a channel; the engine itself stays pure.
+
+use std::{collections::HashMap, sync::Arc};
+
+use tokio::sync::{RwLock, mpsc};
+
+use super::{Flow, explain};
+use crate::{
+    enrich::{store::Store, view::View},
+    fanout::Hub,
+    model::{DropEvent, Event, EventKind, Explanation},
+};
+
+/// The explain step.
+pub struct Explainer {
+    store: Option<Arc<RwLock<Store>>>,
+    by_flow: HashMap<u64, Arc<Explanation>>,
+}
+
+impl Explainer {
+    /// Explains against `store`; `None` passes events through.
+    pub fn new(store: Option<Arc<RwLock<Store>>>) -> Self {
+        Self {
+            store,
+            by_flow: HashMap::new(),
+        }
+    }
+
+    /// Runs until `input` closes.
+    pub async fn run(mut self, mut input: mpsc::Receiver<Event>, hub: Hub) {
+        while let Some(event) = input.recv().await {
+            let event = match (&self.store, event) {
+                (Some(store), Event::Drop(drop)) => {
+                    let store = Arc::clone(store);
+                    let view = store.read().await;
+                    Event::Drop(self.annotate(&View::new(&view), drop))
+                }
+                (_, other) => other,
+            };
+            hub.publish(event);
+        }
+    }
+
+    /// The event with its flow's explanation.
+    pub fn annotate(&mut self, view: &View<'_>, drop: Arc<DropEvent>) -> Arc<DropEvent> {
+        let explanation = match drop.kind {
+            EventKind::New => {
+                let explanation = explain_drop(view, &drop);
+                if let (true, Some(explanation)) = (drop.aggregated, &explanation) {
+                    self.by_flow.insert(drop.flow_id, Arc::clone(explanation));
+                }
+                explanation
+            }
+            EventKind::Update => self.by_flow.get(&drop.flow_id).cloned(),
+            EventKind::End => self.by_flow.remove(&drop.flow_id),
+        };
+        if explanation.is_none() {
+            return drop;
+        }
+        let mut annotated = DropEvent::clone(&drop);
+        annotated.explanation = explanation;
+        Arc::new(annotated)
+    }
+
+    /// Flows whose explanation is held.
+    pub fn len(&self) -> usize {
+        self.by_flow.len()
+    }
+
+    /// True when no explanation is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_flow.is_empty()
+    }
+}
+
+/// What NetworkPolicy says about the dropped packet's flow; `None` (and a
+/// debug log) when it cannot be said, e.g. for ICMP or an unknown address.
+fn explain_drop(view: &View<'_>, drop: &DropEvent) -> Option<Arc<Explanation>> {
+    if !drop.packet.protocol.has_ports() {
+        return None;
+    }
+    let flow = Flow::from_packet(&drop.packet, drop.conntrack.as_ref());
+    match explain(view, &flow) {
+        Ok(explanation) => Some(Arc::new(explanation)),
+        Err(error) => {
+            tracing::debug!(%error, flow_id = drop.flow_id, "no explanation");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{IpAddr, Ipv4Addr},
+        time::SystemTime,
+    };
+
+    use super::*;
+    use crate::{
+        model::{DropReason, Endpoint, KernelLocation, Protocol, TcpFlags, Tuple, Verdict},
+        testkit::{mk_namespace, mk_pod, mk_policy, pod, store},
+    };
+
+    fn drop_event(flow_id: u64, kind: EventKind, protocol: Protocol) -> Arc<DropEvent> {
+        let ip = |last| IpAddr::V4(Ipv4Addr::new(10, 0, 0, last));
+        Arc::new(DropEvent {
+            flow_id,
+            kind,
+            reason: DropReason {
+                code: 12,
+                name: Some("NETFILTER_DROP".into()),
+            },
+            location: KernelLocation {
+                address: 1,
+                symbol: None,
+            },
+            packet: Tuple {
+                src: Endpoint {
+                    ip: ip(1),
+                    port: 40000,
+                },
+                dst: Endpoint {
+                    ip: ip(2),
+                    port: 8080,
+                },
+                protocol,
+            },
+            conntrack: None,
+            tcp_flags: TcpFlags(2),
+            tcp_flags_seen: TcpFlags(2),
+            netns: 1,
+            ifindex: 1,
+            ingress_ifindex: 0,
+            packets: 1,
+            bytes: 60,
+            first_seen: SystemTime::UNIX_EPOCH,
+            last_seen: SystemTime::UNIX_EPOCH,
+            aggregated: true,
+            explanation: None,
+        })
+    }
+
+    fn cluster() -> Store {
+        store([
+            mk_namespace("shop", &[]),
+            pod(mk_pod("shop", "web", "10.0.0.1", &[("app", "web")])),
+            pod(mk_pod("shop", "api", "10.0.0.2", &[("app", "api")])),
+            mk_policy(
+                "shop",
+                "deny-all",
+                "podSelector: {}\npolicyTypes: [Ingress]\n",
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_flow_is_explained_once_and_its_updates_carry_the_same_explanation() {
+        let cluster = cluster();
+        let view = View::new(&cluster);
+        let mut explainer = Explainer::new(None);
+
+        let new = explainer.annotate(&view, drop_event(7, EventKind::New, Protocol::Tcp));
+        let explanation = new.explanation.clone().expect("explained");
+        assert_eq!(explanation.verdict, Verdict::DenyIngress);
+        assert_eq!(explainer.len(), 1);
+
+        let update = explainer.annotate(&view, drop_event(7, EventKind::Update, Protocol::Tcp));
+        let same = update.explanation.clone().expect("carried");
+        assert!(Arc::ptr_eq(&explanation, &same), "not recomputed");
+
+        let end = explainer.annotate(&view, drop_event(7, EventKind::End, Protocol::Tcp));
+        assert!(end.explanation.is_some());
+        assert!(explainer.is_empty(), "forgotten at the end of the flow");
+    }
+
+    #[test]
+    fn flows_network_policy_cannot_speak_about_pass_through() {
+        let cluster = cluster();
+        let view = View::new(&cluster);
+        let mut explainer = Explainer::new(None);
+        let icmp = explainer.annotate(&view, drop_event(8, EventKind::New, Protocol::Icmp));
+        assert!(icmp.explanation.is_none());
+        assert!(explainer.is_empty());
+    }
+}

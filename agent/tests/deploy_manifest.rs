@@ -1,0 +1,98 @@
+//! The Kubernetes manifests in `deploy/` against the binary they run: every
+//! `DROPSCOPE_*` variable the DaemonSet sets is a flag of the command it
+//! runs, and every value parses, so a manifest cannot ship a setting the
+//! agent would reject at start.
+
+use clap::{CommandFactory as _, Parser as _};
+use dropscope::cli::Cli;
+use serde::Deserialize as _;
+
+const MANIFEST: &str = include_str!("../../deploy/dropscope.yaml");
+
+fn documents() -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(MANIFEST)
+        .map(|document| serde_norway::Value::deserialize(document).expect("valid YAML document"))
+        .collect()
+}
+
+fn daemonset_container() -> serde_norway::Value {
+    let daemonset = documents()
+        .into_iter()
+        .find(|document| document["kind"].as_str() == Some("DaemonSet"))
+        .expect("a DaemonSet");
+    daemonset["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+#[test]
+fn every_document_has_kind_and_name() {
+    let documents = documents();
+    assert!(
+        documents.len() >= 5,
+        "namespace, account, role, binding, daemonset"
+    );
+    for document in &documents {
+        assert!(document["kind"].as_str().is_some(), "{document:?}");
+        assert!(
+            document["metadata"]["name"].as_str().is_some(),
+            "{document:?}"
+        );
+    }
+}
+
+#[test]
+fn the_daemonset_settings_are_flags_the_agent_accepts() {
+    let container = daemonset_container();
+    let args: Vec<String> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .map(|arg| arg.as_str().expect("string arg").to_owned())
+        .collect();
+    let command = Cli::command();
+    let agent = command
+        .find_subcommand(&args[0])
+        .expect("the DaemonSet runs a dropscope subcommand");
+    let mut argv = vec!["dropscope".to_owned()];
+    argv.extend(args.iter().cloned());
+    for variable in container["env"].as_sequence().expect("env") {
+        let name = variable["name"].as_str().expect("env name");
+        let value = variable["value"].as_str().expect("env value");
+        let flag = command
+            .get_arguments()
+            .chain(agent.get_arguments())
+            .find(|arg| arg.get_env().and_then(|env| env.to_str()) == Some(name))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} is not the env of any flag of `dropscope {}`",
+                    args[0]
+                )
+            });
+        let long = flag.get_long().expect("a long flag");
+        // Boolean switches take no value on the command line.
+        if !flag.get_action().takes_values() {
+            if value == "true" {
+                argv.push(format!("--{long}"));
+            }
+        } else {
+            argv.push(format!("--{long}"));
+            argv.push(value.to_owned());
+        }
+    }
+    Cli::try_parse_from(&argv).unwrap_or_else(|error| panic!("{argv:?}: {error}"));
+}
+
+#[test]
+fn the_agent_runs_with_capabilities_not_privileged() {
+    let container = daemonset_container();
+    let security = &container["securityContext"];
+    assert_eq!(security["privileged"].as_bool(), Some(false));
+    let added: Vec<&str> = security["capabilities"]["add"]
+        .as_sequence()
+        .expect("capabilities")
+        .iter()
+        .filter_map(|cap| cap.as_str())
+        .collect();
+    for needed in ["BPF", "PERFMON", "NET_ADMIN"] {
+        assert!(added.contains(&needed), "missing {needed}: {added:?}");
+    }
+}
