@@ -5,8 +5,8 @@
 //!   aggregated path of a repeated drop, and the first-sight path with a
 //!   ring-buffer record and conntrack reads) and on frees whose reason is
 //!   filtered out;
-//! - the drop rate a sender achieves with no agent (the baseline) and with
-//!   the agent attached, as a ratio.
+//! - the drop rate a sender achieves with the agent attached, as a ratio to
+//!   the same traffic with no agent (the baseline, measured in the same run).
 //!
 //! `cargo xtask bench [--quick]` runs it (as root) and keeps the JSON in
 //! `target/bench/kfree_skb.json`.
@@ -21,6 +21,8 @@ use dropscope_e2e::{Agent, Lab, lab::send_udp};
 
 struct Scenario {
     name: &'static str,
+    /// Scenarios with the same traffic share a baseline.
+    traffic: &'static str,
     agent_args: Option<&'static [&'static str]>,
     flows: u16,
     per_flow: usize,
@@ -28,6 +30,8 @@ struct Scenario {
 
 struct Measured {
     name: &'static str,
+    traffic: &'static str,
+    baseline: bool,
     packets: u64,
     seconds: f64,
     hook_runs: Option<u64>,
@@ -37,29 +41,42 @@ struct Measured {
 fn main() -> Result<()> {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let scale = if quick { 1 } else { 10 };
+    let repeated = 200 * scale;
+    let distinct = 2_000 * scale.min(5) as u16;
     let scenarios = [
         Scenario {
-            name: "baseline: no agent",
+            name: "repeated drops, no agent (baseline)",
+            traffic: "repeated",
             agent_args: None,
             flows: 100,
-            per_flow: 200 * scale,
+            per_flow: repeated,
         },
         Scenario {
-            name: "reported, repeated drops (aggregated path)",
+            name: "repeated drops, reported (aggregated path)",
+            traffic: "repeated",
             agent_args: Some(&[]),
             flows: 100,
-            per_flow: 200 * scale,
+            per_flow: repeated,
         },
         Scenario {
-            name: "filtered out (reason not selected)",
+            name: "repeated drops, reason filtered out",
+            traffic: "repeated",
             agent_args: Some(&["--drop-reasons", "default,-NETFILTER_DROP"]),
             flows: 100,
-            per_flow: 200 * scale,
+            per_flow: repeated,
         },
         Scenario {
-            name: "reported, one packet per flow (first-sight path)",
-            agent_args: Some(&["--flow-slots", "65536"]),
-            flows: 2_000 * scale.min(5) as u16,
+            name: "one drop per flow, no agent (baseline)",
+            traffic: "distinct",
+            agent_args: None,
+            flows: distinct,
+            per_flow: 1,
+        },
+        Scenario {
+            name: "one drop per flow, reported (first-sight path)",
+            traffic: "distinct",
+            agent_args: Some(&["--flow-slots", "65536", "--ring-bytes", "4194304"]),
+            flows: distinct,
             per_flow: 1,
         },
     ];
@@ -108,6 +125,8 @@ fn run(scenario: &Scenario) -> Result<Measured> {
     };
     Ok(Measured {
         name: scenario.name,
+        traffic: scenario.traffic,
+        baseline: scenario.agent_args.is_none(),
         packets,
         seconds,
         hook_runs,
@@ -122,15 +141,16 @@ fn field(line: &str, name: &str) -> Option<u64> {
 }
 
 fn report(results: &[Measured], quick: bool) -> Result<()> {
-    let baseline_rate = results
-        .first()
-        .map(|base| base.packets as f64 / base.seconds)
-        .context("no baseline")?;
     println!("| scenario | drops | drops/s | vs baseline | hook runs | hook ns/run |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
     for result in results {
         let rate = result.packets as f64 / result.seconds;
+        let baseline_rate = results
+            .iter()
+            .find(|base| base.baseline && base.traffic == result.traffic)
+            .map(|base| base.packets as f64 / base.seconds)
+            .context("no baseline for this traffic")?;
         let ratio = rate / baseline_rate;
         let show = |value: Option<u64>| value.map_or("-".to_owned(), |value| value.to_string());
         println!(
