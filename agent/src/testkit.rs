@@ -1,8 +1,14 @@
 //! Test builders: Kubernetes objects (`mk_pod`, `mk_policy`, …) as the API
 //! would serve them, and a store built from them through the same
-//! [`Store::apply`] the watch and the snapshot loader use. Test-only.
+//! [`Store::apply`] the watch and the snapshot loader use; kernel records
+//! and drop events (`mk_drop_record`, `mk_drop_event`). Test-only.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+    time::SystemTime,
+};
 
 use k8s_openapi::{
     api::{
@@ -25,7 +31,10 @@ use crate::{
         policy::Selector,
         store::{Object, Store, WatchEvent},
     },
-    model::Protocol,
+    model::{
+        self, DropEvent, DropReason, DropRecord, EventKind, KernelLocation, Protocol, TcpFlags,
+        Tuple,
+    },
 };
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -251,4 +260,80 @@ pub fn store(objects: impl IntoIterator<Item = Object>) -> Store {
             .expect("test object applies");
     }
     store
+}
+
+/// A TCP/UDP/… tuple between two IPv4 addresses.
+pub fn mk_tuple(
+    src: [u8; 4],
+    src_port: u16,
+    dst: [u8; 4],
+    dst_port: u16,
+    protocol: Protocol,
+) -> Tuple {
+    Tuple {
+        src: model::Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::from(src)),
+            port: src_port,
+        },
+        dst: model::Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::from(dst)),
+            port: dst_port,
+        },
+        protocol,
+    }
+}
+
+fn netfilter_drop() -> DropReason {
+    DropReason {
+        code: 12,
+        name: Some("NETFILTER_DROP".into()),
+    }
+}
+
+/// A decoded kernel record of a SYN from 10.0.0.1:1000 to 10.0.0.2:80
+/// dropped by netfilter, in counter `slot` (`None`: unaggregated).
+pub fn mk_drop_record(slot: Option<u32>) -> DropRecord {
+    DropRecord {
+        slot,
+        time: SystemTime::UNIX_EPOCH,
+        cpu: 0,
+        reason: netfilter_drop(),
+        location: KernelLocation {
+            address: 1,
+            symbol: None,
+        },
+        packet: mk_tuple([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, Protocol::Tcp),
+        conntrack: None,
+        netns: 1,
+        ifindex: 2,
+        ingress_ifindex: 0,
+        len: 60,
+        tcp_flags: TcpFlags(0x02),
+    }
+}
+
+/// A drop event of flow `flow_id` for `packet`.
+pub fn mk_drop_event(flow_id: u64, kind: EventKind, packet: Tuple) -> Arc<DropEvent> {
+    Arc::new(DropEvent {
+        flow_id,
+        kind,
+        reason: netfilter_drop(),
+        location: KernelLocation {
+            address: 1,
+            symbol: None,
+        },
+        packet,
+        conntrack: None,
+        tcp_flags: TcpFlags(0x02),
+        tcp_flags_seen: TcpFlags(0x02),
+        netns: 1,
+        ifindex: 1,
+        ingress_ifindex: 0,
+        packets: 1,
+        bytes: 60,
+        first_seen: SystemTime::UNIX_EPOCH,
+        last_seen: SystemTime::UNIX_EPOCH,
+        aggregated: true,
+        explanation: None,
+    })
 }

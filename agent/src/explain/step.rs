@@ -98,54 +98,18 @@ fn explain_drop(view: &View<'_>, drop: &DropEvent) -> Option<Arc<Explanation>> {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        net::{IpAddr, Ipv4Addr},
-        time::SystemTime,
-    };
-
     use super::*;
     use crate::{
-        model::{DropReason, Endpoint, KernelLocation, Protocol, TcpFlags, Tuple, Verdict},
-        testkit::{mk_namespace, mk_pod, mk_policy, pod, store},
+        model::{Protocol, Verdict},
+        testkit::{mk_drop_event, mk_namespace, mk_pod, mk_policy, mk_tuple, pod, store},
     };
 
     fn drop_event(flow_id: u64, kind: EventKind, protocol: Protocol) -> Arc<DropEvent> {
-        let ip = |last| IpAddr::V4(Ipv4Addr::new(10, 0, 0, last));
-        Arc::new(DropEvent {
+        mk_drop_event(
             flow_id,
             kind,
-            reason: DropReason {
-                code: 12,
-                name: Some("NETFILTER_DROP".into()),
-            },
-            location: KernelLocation {
-                address: 1,
-                symbol: None,
-            },
-            packet: Tuple {
-                src: Endpoint {
-                    ip: ip(1),
-                    port: 40000,
-                },
-                dst: Endpoint {
-                    ip: ip(2),
-                    port: 8080,
-                },
-                protocol,
-            },
-            conntrack: None,
-            tcp_flags: TcpFlags(2),
-            tcp_flags_seen: TcpFlags(2),
-            netns: 1,
-            ifindex: 1,
-            ingress_ifindex: 0,
-            packets: 1,
-            bytes: 60,
-            first_seen: SystemTime::UNIX_EPOCH,
-            last_seen: SystemTime::UNIX_EPOCH,
-            aggregated: true,
-            explanation: None,
-        })
+            mk_tuple([10, 0, 0, 1], 40000, [10, 0, 0, 2], 8080, protocol),
+        )
     }
 
     fn cluster() -> Store {

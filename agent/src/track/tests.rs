@@ -1,45 +1,9 @@
 //! Tracking tests: typed records in, events out.
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::model::{DropReason, Endpoint, KernelLocation, Protocol, TcpFlags, Tuple};
-
-fn drop_record(slot: Option<u32>) -> DropRecord {
-    DropRecord {
-        slot,
-        time: SystemTime::UNIX_EPOCH,
-        cpu: 0,
-        reason: DropReason {
-            code: 12,
-            name: Some("NETFILTER_DROP".into()),
-        },
-        location: KernelLocation {
-            address: 1,
-            symbol: None,
-        },
-        packet: Tuple {
-            src: Endpoint {
-                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-                port: 1000,
-            },
-            dst: Endpoint {
-                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-                port: 80,
-            },
-            protocol: Protocol::Tcp,
-        },
-        conntrack: None,
-        netns: 1,
-        ifindex: 2,
-        ingress_ifindex: 0,
-        len: 60,
-        tcp_flags: TcpFlags(0x02),
-    }
-}
+use crate::{model::TcpFlags, testkit::mk_drop_record as drop_record};
 
 fn sample(slot: u32, packets: u64, ended: bool) -> FlowSample {
     FlowSample {
