@@ -4,7 +4,9 @@
 //! conntrack table, so reading it here, at drop time, is the only way to see
 //! both tuples of the same packet.
 
-use dropscope_abi::{CT_INFO_MASK, CT_PRESENT, ConntrackTupleOffsets, KernelOffsets, Tuple};
+use dropscope_abi::{
+    CT_INFO_MASK, CT_PRESENT, ConntrackTupleOffsets, FAMILY_IPV4, FAMILY_IPV6, KernelOffsets, Tuple,
+};
 
 use crate::{offsets, read, skb::Skb};
 
@@ -37,6 +39,11 @@ pub fn read_into(skb: &Skb, off: &KernelOffsets, original: &mut Tuple, reply: &m
 #[inline(always)]
 fn tuple(base: u64, off: &ConntrackTupleOffsets, out: &mut Tuple) -> Option<()> {
     let l3num: u16 = read::at(base, off.src_l3num).ok()?;
+    // A conntrack template (zones, OVS) has no tuple: family 0. Only a real
+    // IPv4/IPv6 entry counts as present.
+    if l3num != FAMILY_IPV4 as u16 && l3num != FAMILY_IPV6 as u16 {
+        return None;
+    }
     let src_port: [u8; 2] = read::at(base, off.src_port).ok()?;
     let dst_port: [u8; 2] = read::at(base, off.dst_port).ok()?;
     out.src_addr = read::at(base, off.src_addr).ok()?;

@@ -106,25 +106,33 @@ pub fn packet(skb: &Skb, off: &KernelOffsets, tuple: &mut Tuple) -> Option<u8> {
     let helper = aya_ebpf::helpers::bpf_probe_read_kernel_buf;
     // SAFETY: as above. Near the end of the buffer, read just the fixed
     // IPv6 header, then just the IPv4 one.
-    let read_ok = unsafe {
-        helper(ip as *const u8, &mut headers[..]).is_ok()
-            || helper(ip as *const u8, &mut headers[..40]).is_ok()
-            || helper(ip as *const u8, &mut headers[..20]).is_ok()
-    };
-    if !read_ok {
-        return None;
+    let full = unsafe { helper(ip as *const u8, &mut headers[..]).is_ok() };
+    let mut valid = HEADER_BYTES;
+    if !full {
+        // Never parse bytes left over from an earlier packet: clear, then
+        // take what can be read.
+        headers.fill(0);
+        // SAFETY: as above.
+        // SAFETY: as above.
+        valid = if unsafe { helper(ip as *const u8, &mut headers[..40]).is_ok() } {
+            40
+        } else if unsafe { helper(ip as *const u8, &mut headers[..20]).is_ok() } {
+            20
+        } else {
+            return None;
+        };
     }
     let headers: &[u8; HEADER_BYTES] = headers;
     *tuple = Tuple::default();
     match headers[0] >> 4 {
-        4 => ipv4(ip, headers, tuple),
-        6 => ipv6(ip, headers, tuple),
+        4 => ipv4(ip, headers, valid, tuple),
+        6 if valid >= 40 => ipv6(ip, headers, valid, tuple),
         _ => None,
     }
 }
 
 #[inline(always)]
-fn ipv4(ip: u64, h: &[u8; HEADER_BYTES], tuple: &mut Tuple) -> Option<u8> {
+fn ipv4(ip: u64, h: &[u8; HEADER_BYTES], valid: usize, tuple: &mut Tuple) -> Option<u8> {
     let header_len = ((h[0] & 0x0f) as u32) * 4;
     if header_len < 20 {
         return None;
@@ -137,11 +145,11 @@ fn ipv4(ip: u64, h: &[u8; HEADER_BYTES], tuple: &mut Tuple) -> Option<u8> {
     if fragment_offset != 0 {
         return Some(0);
     }
-    Some(transport(ip, header_len, h, tuple))
+    Some(transport(ip, header_len, h, valid, tuple))
 }
 
 #[inline(always)]
-fn ipv6(ip: u64, h: &[u8; HEADER_BYTES], tuple: &mut Tuple) -> Option<u8> {
+fn ipv6(ip: u64, h: &[u8; HEADER_BYTES], valid: usize, tuple: &mut Tuple) -> Option<u8> {
     tuple.family = FAMILY_IPV6;
     tuple.src_addr.copy_from_slice(&h[8..24]);
     tuple.dst_addr.copy_from_slice(&h[24..40]);
@@ -176,14 +184,14 @@ fn ipv6(ip: u64, h: &[u8; HEADER_BYTES], tuple: &mut Tuple) -> Option<u8> {
     if !first_fragment {
         return Some(0);
     }
-    Some(transport(ip, offset, h, tuple))
+    Some(transport(ip, offset, h, valid, tuple))
 }
 
 /// The first 14 bytes of the L4 header at `offset` from the IP header: from
-/// the header copy when it holds them, else read.
+/// the header copy when its `valid` bytes hold them, else read.
 #[inline(always)]
-fn l4_bytes(ip: u64, offset: u32, h: &[u8; HEADER_BYTES]) -> Option<[u8; 14]> {
-    if offset as usize + 14 <= HEADER_BYTES {
+fn l4_bytes(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], valid: usize) -> Option<[u8; 14]> {
+    if offset as usize + 14 <= valid {
         let start = (offset & 0x3f) as usize;
         let mut bytes = [0u8; 14];
         // Bounded copy: start + 14 <= HEADER_BYTES checked above.
@@ -206,8 +214,8 @@ fn l4_bytes(ip: u64, offset: u32, h: &[u8; HEADER_BYTES]) -> Option<[u8; 14]> {
 /// Fills ports (or ICMP type/code/id) and returns the TCP flags; leaves
 /// them 0 when the L4 header cannot be read.
 #[inline(always)]
-fn transport(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], tuple: &mut Tuple) -> u8 {
-    let Some(l4) = l4_bytes(ip, offset, h) else {
+fn transport(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], valid: usize, tuple: &mut Tuple) -> u8 {
+    let Some(l4) = l4_bytes(ip, offset, h, valid) else {
         return 0;
     };
     match tuple.protocol {

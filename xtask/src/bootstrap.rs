@@ -24,6 +24,7 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("iptables", "iptables"),
     ("conntrack", "conntrack"),
     ("ip", "iproute2"),
+    ("sysctl", "procps"),
     ("protoc", "protobuf-compiler"),
 ];
 

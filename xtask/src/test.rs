@@ -118,7 +118,15 @@ fn run_e2e(stable: &str, filter: &[&str], totals: &mut TestTotals) -> Result<Pat
     )?;
     let mut command = process::as_root("cargo");
     command
-        .args([stable, "test", "-p", "dropscope-e2e", "--tests", "--"])
+        .args([
+            stable,
+            "test",
+            "-p",
+            "dropscope-e2e",
+            "--tests",
+            "--no-fail-fast",
+            "--",
+        ])
         .args(["--test-threads", E2E_THREADS])
         .args(filter)
         .env("DROPSCOPE_BIN", &binary);

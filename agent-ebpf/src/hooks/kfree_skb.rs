@@ -26,6 +26,7 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
     }
     let off = offsets::get();
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        emit::count(Stat::ReadErrors);
         return;
     };
     // SAFETY: this CPU's scratch; nothing else uses `key` during the run.

@@ -7,39 +7,26 @@
 //! kernel counts exactly what it could not send (`LostRingFull`). So a loss
 //! is always counted once, where it happens.
 
-pub mod counters;
 pub mod slots;
 pub mod stats;
 
 use aya::maps::{HashMap, MapData, Queue, RingBuf};
 use dropscope_abi::FlowKey;
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    sync::mpsc,
-};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
 
-pub use counters::CounterArray;
 pub use slots::{Finding, SlotTable};
 pub use stats::StatsReader;
 
 use crate::{
     config::CaptureConfig,
-    decode::Decoder,
-    kernel::KernelMaps,
+    decode::{self, Decoder},
+    kernel::{CounterArray, KernelMaps},
     model::{Record, record::KernelStats},
 };
 
 /// What can stop the capture step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Mapping a map into memory failed.
-    #[error("mmap of map {map} failed: {source}")]
-    Mmap {
-        /// The map.
-        map: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// Waiting on the ring buffer failed.
     #[error("ring buffer: {0}")]
     RingBuffer(#[source] std::io::Error),
@@ -72,27 +59,24 @@ pub struct Capture {
 
 impl Capture {
     /// Takes over the kernel's maps.
-    pub fn new(maps: KernelMaps, decoder: Decoder, config: CaptureConfig) -> Result<Self, Error> {
-        // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd
-        // owns the ring buffer, and always returns that same fd.
-        let events = unsafe { AsyncFd::register_with_interest(maps.events, Interest::READABLE) }
-            .map_err(|error| Error::RingBuffer(std::io::Error::other(error.to_string())))?;
-        Ok(Self {
-            events,
+    pub fn new(maps: KernelMaps, decoder: Decoder, config: CaptureConfig) -> Self {
+        Self {
+            events: maps.events,
             flows: maps.flows,
             free_slots: maps.free_slots,
-            counters: CounterArray::map(maps.counters, maps.slots)?,
+            counters: maps.counters,
             stats: StatsReader::new(maps.stats, maps.program),
             slots: SlotTable::default(),
             decoder,
             config,
             last_stats: KernelStats::default(),
             undecodable: 0,
-        })
+        }
     }
 
-    /// Runs until `output` closes or `shutdown` fires; a last sweep then
-    /// reports the counts that are still pending.
+    /// Runs until `output` closes or `shutdown` fires. The pipeline fires
+    /// `shutdown` after detaching the programs; [`Capture::finish`] then
+    /// reports every count exactly.
     pub async fn run(
         mut self,
         output: mpsc::Sender<Record>,
@@ -116,28 +100,59 @@ impl Capture {
                     }
                 }
                 _ = shutdown.changed() => {
-                    // Pick up what is already in the ring, then the pending counts.
-                    let records = drain(self.events.get_mut(), &mut self.decoder, &mut self.undecodable);
-                    self.forward(records, &output).await;
-                    self.sweep(&output).await?;
+                    self.finish(&output).await?;
                     return Ok(());
                 }
             }
         }
     }
 
+    /// The end of the run, with the programs already detached: waits one
+    /// grace period for invocations still in flight, takes the last records
+    /// from the ring, sends the final counts of every flow (`end`), and
+    /// the final statistics.
+    async fn finish(&mut self, output: &mpsc::Sender<Record>) -> Result<(), Error> {
+        tokio::time::sleep(self.config.sample_interval.min(GRACE_AT_EXIT)).await;
+        let records = drain(
+            self.events.get_mut(),
+            &mut self.decoder,
+            &mut self.undecodable,
+        );
+        self.forward(records, output).await;
+        let counters = &self.counters;
+        let finals = self.slots.finish(|slot| counters.read(slot));
+        for (slot, counters) in finals {
+            let sample = self.decoder.sample(slot, &counters, true);
+            if output.send(Record::Sample(sample)).await.is_err() {
+                return Ok(());
+            }
+        }
+        let stats = self.stats.read()?;
+        self.last_stats = stats;
+        let _ = output.send(Record::Stats(stats)).await;
+        Ok(())
+    }
+
     /// Registers the slots of new flows and hands the records on; false
     /// when the output has closed.
     async fn forward(
         &mut self,
-        records: Vec<(Record, FlowKey)>,
+        records: Vec<(Option<Record>, SlotKey)>,
         output: &mpsc::Sender<Record>,
     ) -> bool {
         for (record, key) in records {
-            if let Record::Drop(drop) = &record
-                && let Some(slot) = drop.slot
-            {
-                self.slots.claim(slot, key, 1);
+            let record = match record {
+                Some(record) => record,
+                // Undecodable: no event, but its slot must not leak.
+                None => {
+                    if let Some(slot) = key.slot {
+                        self.slots.claim(slot, key.key, 1);
+                    }
+                    continue;
+                }
+            };
+            if let Some(slot) = key.slot {
+                self.slots.claim(slot, key.key, 1);
             }
             if output.send(record).await.is_err() {
                 return false;
@@ -161,9 +176,15 @@ impl Capture {
                 Finding::Changed(slot, counters) => {
                     Record::Sample(self.decoder.sample(slot, &counters, false))
                 }
-                Finding::Idle(_, key) => {
-                    if let Err(error) = self.flows.remove(&key) {
-                        tracing::warn!(%error, "could not remove an idle flow from the kernel table");
+                Finding::Idle(slot, key) => {
+                    match self.flows.remove(&key) {
+                        // Gone already is as good as removed.
+                        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                        Err(error) => {
+                            // Still mapped: the slot cannot be handed back yet.
+                            tracing::warn!(%error, slot, "could not remove an idle flow; retrying");
+                            self.slots.reactivate(slot, key);
+                        }
                     }
                     continue;
                 }
@@ -192,22 +213,48 @@ impl Capture {
     }
 }
 
-/// Reads every record waiting in the ring buffer, with the kernel key of
-/// each new flow.
+/// The counter slot a ring-buffer record claims, and its kernel key.
+#[derive(Clone, Copy, Debug)]
+struct SlotKey {
+    slot: Option<u32>,
+    key: FlowKey,
+}
+
+/// Reads every record waiting in the ring buffer: each decoded record (or
+/// `None` when it could not be decoded) with the slot it claims.
 fn drain(
     ring: &mut RingBuf<MapData>,
     decoder: &mut Decoder,
     undecodable: &mut u64,
-) -> Vec<(Record, FlowKey)> {
+) -> Vec<(Option<Record>, SlotKey)> {
     let mut records = Vec::new();
     while let Some(item) = ring.next() {
         match decoder.drop_record(&item) {
-            Ok((drop, key)) => records.push((Record::Drop(drop), key)),
+            Ok((drop, key)) => {
+                let slot = drop.slot;
+                records.push((Some(Record::Drop(drop)), SlotKey { slot, key }));
+            }
             Err(error) => {
                 *undecodable += 1;
-                tracing::warn!(%error, total = *undecodable, "undecodable kernel record");
+                if *undecodable == 1 {
+                    tracing::warn!(%error, "undecodable kernel record (further ones are logged at debug)");
+                } else {
+                    tracing::debug!(%error, total = *undecodable, "undecodable kernel record");
+                }
+                if let Some((slot, key)) = decode::claimed_slot(&item) {
+                    records.push((
+                        None,
+                        SlotKey {
+                            slot: Some(slot),
+                            key,
+                        },
+                    ));
+                }
             }
         }
     }
     records
 }
+
+/// How long the agent waits at exit for hook invocations still in flight.
+const GRACE_AT_EXIT: std::time::Duration = std::time::Duration::from_millis(200);

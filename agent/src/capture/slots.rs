@@ -53,6 +53,35 @@ impl SlotTable {
         );
     }
 
+    /// Puts a retired slot back in use: its flow could not be removed from
+    /// the kernel's table, so the slot must not be handed back yet.
+    pub fn reactivate(&mut self, slot: u32, key: FlowKey) {
+        self.retired.retain(|retired| retired.slot != slot);
+        self.active.insert(
+            slot,
+            Active {
+                key,
+                reported_packets: 0,
+            },
+        );
+    }
+
+    /// Every slot's final counts, at exit (the programs are detached):
+    /// active and retired alike, emptying the table.
+    pub fn finish(
+        &mut self,
+        mut read: impl FnMut(u32) -> Option<FlowCounters>,
+    ) -> Vec<(u32, FlowCounters)> {
+        let slots = self
+            .active
+            .drain()
+            .map(|(slot, _)| slot)
+            .chain(self.retired.drain(..).map(|retired| retired.slot));
+        slots
+            .filter_map(|slot| read(slot).map(|counters| (slot, counters)))
+            .collect()
+    }
+
     /// Number of slots in use or waiting to be given back.
     pub fn len(&self) -> usize {
         self.active.len() + self.retired.len()
@@ -158,6 +187,49 @@ mod tests {
         assert_eq!(
             table.sweep(1_800, 1_000, 500, |_| Some(now_counters)),
             vec![Finding::Final(7, now_counters)]
+        );
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_slot_whose_flow_could_not_be_removed_stays_in_use() {
+        let mut table = SlotTable::default();
+        table.claim(3, FlowKey::default(), 1);
+        let idle = counters(1, 0);
+        assert_eq!(
+            table.sweep(2_000, 1_000, 500, |_| Some(idle)),
+            vec![Finding::Idle(3, FlowKey::default())]
+        );
+        table.reactivate(3, FlowKey::default());
+        // Never finalised while reactivated; retried as idle next sweep.
+        let findings = table.sweep(3_000, 1_000, 500, |_| Some(idle));
+        assert!(
+            findings.contains(&Finding::Idle(3, FlowKey::default())),
+            "{findings:?}"
+        );
+        assert!(
+            !findings
+                .iter()
+                .any(|found| matches!(found, Finding::Final(..)))
+        );
+    }
+
+    #[test]
+    fn at_exit_every_slot_gets_its_final_count() {
+        let mut table = SlotTable::default();
+        table.claim(1, FlowKey::default(), 1);
+        table.claim(2, FlowKey::default(), 1);
+        table.sweep(5_000, 1_000, 500, |slot| {
+            Some(counters(1, if slot == 1 { 0 } else { 4_900 }))
+        });
+        let mut finals = table.finish(|slot| Some(counters(u64::from(slot) * 10, 0)));
+        finals.sort_by_key(|(slot, _)| *slot);
+        assert_eq!(
+            finals
+                .iter()
+                .map(|(slot, c)| (*slot, c.packets))
+                .collect::<Vec<_>>(),
+            [(1, 10), (2, 20)]
         );
         assert!(table.is_empty());
     }

@@ -87,5 +87,5 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bpf_stats: args.bpf_stats,
     }
     .validate()?;
-    pipeline::run_agent(config).await
+    Ok(pipeline::run_agent(config).await?)
 }

@@ -116,11 +116,16 @@ impl Decoder {
         }
         // SAFETY: length checked above; DropRecord is plain integers.
         let raw: abi::DropRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        // A conntrack entry whose tuples do not read is left out, never a
+        // reason to lose the drop itself.
         let conntrack = if raw.ct_info & abi::CT_PRESENT != 0 {
-            Some(Conntrack {
-                original: tuple(&raw.ct_original, "conntrack original")?,
-                reply: tuple(&raw.ct_reply, "conntrack reply")?,
-            })
+            match (
+                tuple(&raw.ct_original, "conntrack original"),
+                tuple(&raw.ct_reply, "conntrack reply"),
+            ) {
+                (Ok(original), Ok(reply)) => Some(Conntrack { original, reply }),
+                _ => None,
+            }
         } else {
             None
         };
@@ -173,6 +178,17 @@ impl Decoder {
             symbol: self.symbols.resolve(address),
         }
     }
+}
+
+/// The counter slot and kernel key of a drop record that could not be
+/// decoded otherwise, so that its slot is still retired.
+pub fn claimed_slot(bytes: &[u8]) -> Option<(u32, abi::FlowKey)> {
+    if bytes.len() < std::mem::size_of::<abi::DropRecord>() {
+        return None;
+    }
+    // SAFETY: length checked above; DropRecord is plain integers.
+    let raw: abi::DropRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    (raw.header.kind == abi::KIND_DROP && raw.slot != abi::SLOT_NONE).then_some((raw.slot, raw.key))
 }
 
 /// A wire tuple as a model tuple.

@@ -210,3 +210,25 @@ fn samples_convert_kernel_times() {
     assert!(sample.ended);
     assert_eq!(sample.tcp_flags.to_string(), "SYN|ACK");
 }
+
+#[test]
+fn a_conntrack_template_without_tuples_keeps_the_drop() {
+    let mut raw = dnat_record();
+    raw.ct_original.family = 0;
+    raw.ct_reply.family = 0;
+    let (record, _) = decoder()
+        .drop_record(&bytes_of(&raw))
+        .expect("the drop survives");
+    assert_eq!(record.conntrack, None);
+    assert_eq!(record.slot, Some(5));
+}
+
+#[test]
+fn an_undecodable_record_still_names_the_slot_it_claims() {
+    let mut raw = dnat_record();
+    raw.key.tuple.family = 3;
+    let bytes = bytes_of(&raw);
+    assert!(decoder().drop_record(&bytes).is_err());
+    assert_eq!(claimed_slot(&bytes), Some((5, raw.key)));
+    assert_eq!(claimed_slot(&bytes[..10]), None);
+}

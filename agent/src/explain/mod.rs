@@ -47,7 +47,7 @@ use crate::{
 };
 
 /// One end of a flow as a user or the pipeline names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// An address (a Service ClusterIP is resolved to its backends).
     Ip(IpAddr),

@@ -18,10 +18,23 @@ use crate::{
     model::{DropEvent, Event, EventKind, Explanation},
 };
 
+/// Explanations kept for single drops, by flow shape.
+const UNAGGREGATED_CACHE: usize = 4096;
+
+/// A flow's shape: what its explanation depends on.
+type Shape = (
+    super::Target,
+    super::Target,
+    u16,
+    crate::model::Protocol,
+    Option<(std::net::IpAddr, u16)>,
+);
+
 /// The explain step.
 pub struct Explainer {
     store: Option<Arc<RwLock<Store>>>,
     by_flow: HashMap<u64, Arc<Explanation>>,
+    unaggregated: HashMap<Shape, Option<Arc<Explanation>>>,
 }
 
 impl Explainer {
@@ -30,6 +43,7 @@ impl Explainer {
         Self {
             store,
             by_flow: HashMap::new(),
+            unaggregated: HashMap::new(),
         }
     }
 
@@ -37,36 +51,66 @@ impl Explainer {
     pub async fn run(mut self, mut input: mpsc::Receiver<Event>, hub: Hub) {
         while let Some(event) = input.recv().await {
             let event = match (&self.store, event) {
-                (Some(store), Event::Drop(drop)) => {
+                // Only a flow's first event needs the store; its updates
+                // reuse what was said then.
+                (Some(store), Event::Drop(drop)) if drop.kind == EventKind::New => {
                     let store = Arc::clone(store);
                     let view = store.read().await;
                     Event::Drop(self.annotate(&View::new(&view), drop))
                 }
+                (Some(_), Event::Drop(drop)) => Event::Drop(self.carry(drop)),
                 (_, other) => other,
             };
             hub.publish(event);
         }
     }
 
-    /// The event with its flow's explanation.
+    /// The event with its flow's explanation: computed for a `new` event,
+    /// carried for `update` and `end`.
     pub fn annotate(&mut self, view: &View<'_>, drop: Arc<DropEvent>) -> Arc<DropEvent> {
-        let explanation = match drop.kind {
-            EventKind::New => {
-                let explanation = explain_drop(view, &drop);
-                if let (true, Some(explanation)) = (drop.aggregated, &explanation) {
-                    self.by_flow.insert(drop.flow_id, Arc::clone(explanation));
-                }
-                explanation
-            }
-            EventKind::Update => self.by_flow.get(&drop.flow_id).cloned(),
-            EventKind::End => self.by_flow.remove(&drop.flow_id),
-        };
-        if explanation.is_none() {
-            return drop;
+        if drop.kind != EventKind::New {
+            return self.carry(drop);
         }
-        let mut annotated = DropEvent::clone(&drop);
-        annotated.explanation = explanation;
-        Arc::new(annotated)
+        let explanation = self.explain_new(view, &drop);
+        if let (true, Some(explanation)) = (drop.aggregated, &explanation) {
+            self.by_flow.insert(drop.flow_id, Arc::clone(explanation));
+        }
+        with_explanation(drop, explanation)
+    }
+
+    /// An `update` or `end` event with the explanation of its flow.
+    fn carry(&mut self, drop: Arc<DropEvent>) -> Arc<DropEvent> {
+        let explanation = match drop.kind {
+            EventKind::End => self.by_flow.remove(&drop.flow_id),
+            _ => self.by_flow.get(&drop.flow_id).cloned(),
+        };
+        with_explanation(drop, explanation)
+    }
+
+    /// Explains a new flow. Single (unaggregated) drops come in floods when
+    /// the kernel's flow table is full, so their explanations are cached by
+    /// flow shape, bounded.
+    fn explain_new(&mut self, view: &View<'_>, drop: &DropEvent) -> Option<Arc<Explanation>> {
+        if drop.aggregated {
+            return explain_drop(view, drop);
+        }
+        let shape = Flow::from_packet(&drop.packet, drop.conntrack.as_ref());
+        let shape = (
+            shape.from,
+            shape.to,
+            shape.port,
+            shape.protocol,
+            shape.original,
+        );
+        if let Some(known) = self.unaggregated.get(&shape) {
+            return known.clone();
+        }
+        let explanation = explain_drop(view, drop);
+        if self.unaggregated.len() >= UNAGGREGATED_CACHE {
+            self.unaggregated.clear();
+        }
+        self.unaggregated.insert(shape, explanation.clone());
+        explanation
     }
 
     /// Flows whose explanation is held.
@@ -80,6 +124,15 @@ impl Explainer {
     }
 }
 
+fn with_explanation(drop: Arc<DropEvent>, explanation: Option<Arc<Explanation>>) -> Arc<DropEvent> {
+    if explanation.is_none() {
+        return drop;
+    }
+    let mut annotated = DropEvent::clone(&drop);
+    annotated.explanation = explanation;
+    Arc::new(annotated)
+}
+
 /// What NetworkPolicy says about the dropped packet's flow; `None` (and a
 /// debug log) when it cannot be said, e.g. for ICMP or an unknown address.
 fn explain_drop(view: &View<'_>, drop: &DropEvent) -> Option<Arc<Explanation>> {
@@ -90,7 +143,7 @@ fn explain_drop(view: &View<'_>, drop: &DropEvent) -> Option<Arc<Explanation>> {
     match explain(view, &flow) {
         Ok(explanation) => Some(Arc::new(explanation)),
         Err(error) => {
-            tracing::debug!(%error, flow_id = drop.flow_id, "no explanation");
+            tracing::trace!(%error, flow_id = drop.flow_id, "no explanation");
             None
         }
     }

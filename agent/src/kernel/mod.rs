@@ -1,11 +1,14 @@
 //! Load and attach: the kernel programs, their maps and links, and what the
-//! running kernel is (BTF offsets, drop-reason names, features).
+//! running kernel is (BTF offsets, drop-reason names, features). Also the
+//! agent's direct views of kernel memory: the memory-mapped flow counters
+//! and the ring buffer registered with the async reactor.
 //!
 //! Receives the [`KernelConfig`](crate::config::KernelConfig); hands
 //! [`KernelMaps`] to `capture` and keeps the links alive until dropped
 //! (dropping [`Kernel`] detaches everything).
 
 pub mod btf;
+pub mod counters;
 pub mod features;
 pub mod programs;
 pub mod reasons;
@@ -13,6 +16,7 @@ pub mod reasons;
 use std::path::PathBuf;
 
 pub use btf::{DropReasonNames, KernelBtf};
+pub use counters::CounterArray;
 pub use programs::{Hook, Kernel, KernelMaps, ProgramStats};
 pub use reasons::{DEFAULT_DROP_REASONS, DropReasonSet};
 

@@ -13,7 +13,9 @@ use aya::{
 };
 use dropscope_abi::{FlowKey, ReasonFilter, globals, maps};
 
-use super::{DropReasonNames, Error, KernelBtf, features};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::{CounterArray, DropReasonNames, Error, KernelBtf, features};
 use crate::config::KernelConfig;
 
 /// The kernel object, built by `agent/build.rs` for bpfel.
@@ -41,12 +43,12 @@ pub struct Kernel {
 
 /// The maps `capture` reads.
 pub struct KernelMaps {
-    /// First sight of flows.
-    pub events: RingBuf<MapData>,
+    /// First sight of flows, registered with the async reactor.
+    pub events: AsyncFd<RingBuf<MapData>>,
     /// Flow key to counter slot.
     pub flows: HashMap<MapData, FlowKey, u32>,
-    /// The memory-mappable counter array.
-    pub counters: MapData,
+    /// The counter array, memory-mapped.
+    pub counters: CounterArray,
     /// Free counter slots.
     pub free_slots: Queue<MapData, u32>,
     /// Per-CPU statistics.
@@ -100,10 +102,18 @@ impl Kernel {
         let (attached, program) = attach(&mut ebpf, config.hook)?;
         let program_id = program.read()?.id;
         tracing::info!(hook = ?attached, program_id, slots, "attached kfree_skb");
+        let events: RingBuf<MapData> = take(&mut ebpf, maps::EVENTS)?;
+        // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd
+        // owns the ring buffer, and always returns that same fd.
+        let events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+            .map_err(|error| Error::Syscall {
+                call: "epoll registration of the ring buffer",
+                source: error.into_parts().1,
+            })?;
         let maps = KernelMaps {
-            events: take(&mut ebpf, maps::EVENTS)?,
+            events,
             flows: take(&mut ebpf, maps::FLOWS)?,
-            counters: take_data(&mut ebpf, maps::COUNTERS)?,
+            counters: CounterArray::map(take_data(&mut ebpf, maps::COUNTERS)?, slots)?,
             free_slots,
             stats: take(&mut ebpf, maps::STATS)?,
             slots,

@@ -78,7 +78,7 @@ impl Tracker {
 
     fn on_sample(&mut self, sample: FlowSample) -> Option<Event> {
         let Some(flow) = self.flows.get(&sample.slot) else {
-            tracing::debug!(slot = sample.slot, "sample for a slot with no flow");
+            tracing::trace!(slot = sample.slot, "sample for a slot with no flow");
             return None;
         };
         let mut event = DropEvent::clone(flow);
@@ -124,7 +124,7 @@ impl Tracker {
             self.stats.recursion_misses,
             stats.recursion_misses,
         );
-        tracing::debug!(?stats, "kernel statistics");
+        tracing::trace!(?stats, "kernel statistics");
         self.stats = stats;
         events
     }

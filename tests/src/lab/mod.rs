@@ -76,27 +76,41 @@ pub struct Pod {
 pub struct Lab {
     /// The node's namespace (bridge, routes, nftables).
     pub node: Netns,
-    /// Subnet index: pods are `10.<a>.<b>.x`, VIPs `10.<a>.<b+1>.x`.
+    /// The lab's /24 is `10.<a>.<b>.0`: pods and the node in the lower
+    /// /25 (on-link), Service VIPs in the upper one (routed to the node).
     net: (u8, u8),
     /// Unique number of this lab.
     id: u32,
     pods: Vec<Pod>,
+    /// Every namespace made so far, deleted on drop even if setting it up
+    /// failed half-way.
+    made: Vec<Netns>,
 }
+
+/// Labs one test process may make: the lab id is `pid % PROCESS_SLOTS`
+/// times this plus a counter, so ids (and subnets) of concurrent test
+/// processes stay apart.
+const LABS_PER_PROCESS: u32 = 16;
+const PROCESS_SLOTS: u32 = 3000;
 
 impl Lab {
     /// Makes a node namespace with a bridge `br0` and the node's addresses.
     pub fn new() -> Result<Self> {
         let counter = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-        let id = (std::process::id() % 4096) * 16 + counter % 16;
-        // 10.128.0.0/9 split into /23s: one /24 for pods, one for VIPs.
-        let pair = id % 16384;
-        let net = (128 + (pair >> 7) as u8, ((pair & 0x7f) << 1) as u8);
+        anyhow::ensure!(
+            counter < LABS_PER_PROCESS,
+            "a test process may make at most {LABS_PER_PROCESS} labs"
+        );
+        let id = (std::process::id() % PROCESS_SLOTS) * LABS_PER_PROCESS + counter;
+        // 10.64.0.0 .. 10.255.255.0: 49,152 /24s, one per lab id.
+        let net = (64 + (id >> 8) as u8, (id & 0xff) as u8);
         let node = Netns::create(&format!("ds{id}-node"))?;
         let lab = Self {
-            node,
+            node: node.clone(),
             net,
             id,
             pods: Vec::new(),
+            made: vec![node],
         };
         let gateway = lab.gateway_v4();
         let gateway6 = lab.gateway_v6();
@@ -105,7 +119,7 @@ impl Lab {
             .run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
         lab.node.ip(&["link", "add", "br0", "type", "bridge"])?;
         lab.node
-            .ip(&["addr", "add", &format!("{gateway}/24"), "dev", "br0"])?;
+            .ip(&["addr", "add", &format!("{gateway}/25"), "dev", "br0"])?;
         lab.node.ip(&[
             "-6",
             "addr",
@@ -135,9 +149,10 @@ impl Lab {
         Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, 1)
     }
 
-    /// A Service VIP of this lab (routed to the node, not assigned).
+    /// A Service VIP of this lab (`host` < 128; routed to the node, not
+    /// assigned).
     pub fn vip(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, self.net.0, self.net.1 + 1, host)
+        Ipv4Addr::new(10, self.net.0, self.net.1, 128 | (host & 0x7f))
     }
 
     /// True when `ip` belongs to this lab (pods, node, VIPs).
@@ -145,7 +160,7 @@ impl Lab {
         match ip {
             IpAddr::V4(ip) => {
                 let [a, b, c, _] = ip.octets();
-                a == 10 && b == self.net.0 && (c == self.net.1 || c == self.net.1 + 1)
+                a == 10 && b == self.net.0 && c == self.net.1
             }
             IpAddr::V6(ip) => {
                 let segments = ip.segments();
@@ -158,6 +173,7 @@ impl Lab {
     pub fn add_pod(&mut self, name: &str) -> Result<Pod> {
         let index = self.pods.len() as u8 + 10;
         let netns = Netns::create(&format!("ds{}-{name}", self.id))?;
+        self.made.push(netns.clone());
         let ipv4 = Ipv4Addr::new(10, self.net.0, self.net.1, index);
         let ipv6 = Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, index as u16);
         let host_end = format!("veth{index}");
@@ -176,7 +192,7 @@ impl Lab {
         self.node
             .ip(&["link", "set", &host_end, "master", "br0", "up"])?;
         netns.ip(&["link", "set", "lo", "up"])?;
-        netns.ip(&["addr", "add", &format!("{ipv4}/24"), "dev", "eth0"])?;
+        netns.ip(&["addr", "add", &format!("{ipv4}/25"), "dev", "eth0"])?;
         netns.ip(&[
             "-6",
             "addr",
@@ -240,9 +256,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for pod in &self.pods {
-            pod.netns.delete();
+        for netns in &self.made {
+            netns.delete();
         }
-        self.node.delete();
     }
 }

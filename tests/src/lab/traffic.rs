@@ -24,10 +24,16 @@ pub enum TcpOutcome {
 /// Connects from `pod` to `to`, giving up after `timeout`.
 pub fn connect_tcp(pod: &Netns, to: SocketAddr, timeout: Duration) -> Result<TcpOutcome> {
     pod.enter(move || match TcpStream::connect_timeout(&to, timeout) {
-        Ok(_) => TcpOutcome::Connected,
-        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => TcpOutcome::Refused,
-        Err(_) => TcpOutcome::TimedOut,
-    })
+        Ok(_) => Ok(TcpOutcome::Connected),
+        Err(error) => match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => Ok(TcpOutcome::Refused),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                Ok(TcpOutcome::TimedOut)
+            }
+            // Unreachable, not permitted, …: not what the test set up.
+            _ => Err(error).with_context(|| format!("connecting to {to}")),
+        },
+    })?
 }
 
 /// Sends `per_flow` datagrams from each of the local ports `from_ports`

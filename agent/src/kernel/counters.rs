@@ -46,13 +46,13 @@ impl CounterArray {
             )
         };
         if address == libc::MAP_FAILED {
-            return Err(Error::Mmap {
-                map: dropscope_abi::maps::COUNTERS,
+            return Err(Error::Syscall {
+                call: "mmap(COUNTERS)",
                 source: std::io::Error::last_os_error(),
             });
         }
-        let base = NonNull::new(address.cast()).ok_or(Error::Mmap {
-            map: dropscope_abi::maps::COUNTERS,
+        let base = NonNull::new(address.cast()).ok_or(Error::Syscall {
+            call: "mmap(COUNTERS)",
             source: std::io::Error::other("mmap returned NULL"),
         })?;
         Ok(Self {
