@@ -28,6 +28,9 @@ use crate::{
     track::Tracker,
 };
 
+/// How long the terminal output may take to write its last events at exit.
+const PRINT_DRAIN: Duration = Duration::from_secs(5);
+
 /// How long the first listing of a live cluster may take.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -162,10 +165,14 @@ async fn drain(
         step: "explain",
         source,
     })?;
-    printer.await.map_err(|source| Error::Task {
-        step: "print",
-        source,
-    })?;
+    // A terminal that stopped reading must not keep the agent from exiting.
+    match tokio::time::timeout(PRINT_DRAIN, printer).await {
+        Ok(printed) => printed.map_err(|source| Error::Task {
+            step: "print",
+            source,
+        })?,
+        Err(_) => tracing::warn!("stdout is not being read; exiting without the last events"),
+    }
     Ok(stats)
 }
 

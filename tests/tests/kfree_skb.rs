@@ -438,3 +438,44 @@ fn without_privilege_the_agent_says_what_it_needs() -> Result<()> {
     assert!(stderr.contains("CAP_BPF"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn stopping_right_after_a_burst_still_reports_every_drop() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let client = lab.add_pod("client")?;
+    lab.nft()
+        .drop_input("burst", lab.gateway_v4().into(), 6300, "udp")?;
+    // Slow sampling: no update would come before the stop.
+    let mut agent = Agent::start(&["--sample-interval", "5s", "--idle-timeout", "60s"])?;
+
+    let ports: Vec<u16> = (40_000..40_200).collect();
+    send_udp(
+        &client.netns,
+        ports,
+        SocketAddr::new(lab.gateway_v4().into(), 6300),
+        10,
+    )?;
+    let dropped = lab.nft().counter("burst")?;
+    assert_eq!(dropped, 2000);
+    agent.stop_keeping_events()?;
+
+    let flows = agent_flows_after_stop(&agent, &lab);
+    assert_eq!(flows.len(), 200);
+    assert_eq!(
+        flows.iter().map(|flow| flow.packets).sum::<u64>(),
+        dropped,
+        "every drop is counted"
+    );
+    assert!(
+        flows.iter().all(|flow| flow.kind == "end"),
+        "every flow ends at exit"
+    );
+    Ok(())
+}
+
+fn agent_flows_after_stop(agent: &Agent, lab: &Lab) -> Vec<DropView> {
+    agent
+        .flows(|drop| ours(lab)(drop) && drop.dst.port == 6300)
+        .into_values()
+        .collect()
+}

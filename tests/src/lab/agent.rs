@@ -222,6 +222,11 @@ impl Agent {
 
     /// Stops the agent with SIGTERM and waits for a clean exit; returns its log.
     pub fn stop(mut self) -> Result<String> {
+        self.stop_keeping_events()
+    }
+
+    /// Like [`Agent::stop`], keeping the agent's events for queries.
+    pub fn stop_keeping_events(&mut self) -> Result<String> {
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let started = Instant::now();
