@@ -4,4 +4,5 @@
 mod cluster;
 mod fixtures;
 mod semantics;
+mod semantics_ports;
 mod traps;
