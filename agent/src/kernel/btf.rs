@@ -17,6 +17,10 @@ use super::Error;
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// BTF of the conntrack module, where `struct nf_conn` lives when conntrack
+/// is a module (Debian's and most distributions' kernels) rather than built in.
+pub const CONNTRACK_MODULE_BTF: &str = "/sys/kernel/btf/nf_conntrack";
+
 /// The running kernel's BTF.
 pub struct KernelBtf {
     btf: Btf,
@@ -81,6 +85,22 @@ impl KernelBtf {
             message: source.to_string(),
         })?;
         Ok(Self { btf })
+    }
+
+    /// Adds the BTF of a kernel module (split BTF on top of vmlinux), so
+    /// that its structs resolve too; a module that is not loaded is skipped.
+    pub fn with_module(self, module: &Path) -> Self {
+        if !module.exists() {
+            tracing::debug!(module = %module.display(), "module BTF not present");
+            return self;
+        }
+        match Btf::from_split_file(module, &self.btf) {
+            Ok(btf) => Self { btf },
+            Err(error) => {
+                tracing::warn!(module = %module.display(), %error, "cannot read module BTF");
+                self
+            }
+        }
     }
 
     /// The offsets the kernel programs need. Socket-buffer and device fields

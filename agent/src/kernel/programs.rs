@@ -11,7 +11,7 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray, Queue, RingBuf},
     programs::{BtfTracePoint, ProgramFd, TracePoint},
 };
-use dropscope_abi::{FlowKey, ReasonFilter, globals, maps};
+use dropscope_abi::{FlowKey, ReasonFilter, Stat, globals, maps};
 
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -67,7 +67,8 @@ impl Kernel {
         features::raise_memlock_limit();
         let tracefs = features::ensure_tracefs()?;
         let btf_path = Path::new(super::btf::VMLINUX_BTF);
-        let kernel_btf = KernelBtf::load(btf_path)?;
+        let kernel_btf = KernelBtf::load(btf_path)?
+            .with_module(Path::new(super::btf::CONNTRACK_MODULE_BTF));
         let reasons = kernel_btf.drop_reasons()?;
         let filter = config.drop_reasons.resolve(&reasons)?;
         let tracepoint_layout = features::kfree_skb_format(&tracefs)?;
@@ -89,8 +90,10 @@ impl Kernel {
             .map_err(|error| Error::Load(Box::new(error)))?;
 
         let mut filter_map: Array<MapData, ReasonFilter> = take(&mut ebpf, maps::REASON_FILTER)?;
+        // Nothing selected while the hook proves it is live: the self-test
+        // drop is only counted, never reported.
         filter_map
-            .set(0, &filter, 0)
+            .set(0, &ReasonFilter::default(), 0)
             .map_err(|source| map_error(maps::REASON_FILTER, source))?;
         let mut free_slots: Queue<MapData, u32> = take(&mut ebpf, maps::FREE_SLOTS)?;
         for slot in 0..slots {
@@ -100,6 +103,9 @@ impl Kernel {
         }
 
         let (attached, program) = attach(&mut ebpf, config.hook)?;
+        filter_map
+            .set(0, &filter, 0)
+            .map_err(|source| map_error(maps::REASON_FILTER, source))?;
         let program_id = program.read()?.id;
         tracing::info!(hook = ?attached, program_id, slots, "attached kfree_skb");
         let events: RingBuf<MapData> = take(&mut ebpf, maps::EVENTS)?;
@@ -133,17 +139,89 @@ impl Kernel {
 const BTF_PROGRAM: &str = "kfree_skb_btf";
 const TRACEPOINT_PROGRAM: &str = "kfree_skb_tracepoint";
 
+/// Attaches the hook asked for. With `auto`, an attached `tp_btf` program
+/// must also prove that it runs (a self-test drop must reach it) before it
+/// is kept: a kernel that accepts the attach but never calls the program
+/// then falls back to the classic tracepoint instead of staying silent.
 fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(Hook, ProgramStatsReader), Error> {
     if hook != Hook::Tracepoint {
         match attach_btf(ebpf) {
-            Ok(fd) => return Ok((Hook::Btf, fd)),
+            Ok(reader) if hook == Hook::Btf || hook_is_live(ebpf)? => {
+                return Ok((Hook::Btf, reader));
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "tp_btf/kfree_skb attached but did not see a test drop; falling back to the classic tracepoint"
+                );
+                detach_btf(ebpf)?;
+            }
             Err(error) if hook == Hook::Auto => {
                 tracing::warn!(%error, "tp_btf/kfree_skb unavailable, falling back to the classic tracepoint");
             }
             Err(error) => return Err(error),
         }
     }
-    Ok((Hook::Tracepoint, attach_tracepoint(ebpf)?))
+    let reader = attach_tracepoint(ebpf)?;
+    if !hook_is_live(ebpf)? {
+        tracing::warn!("the kfree_skb tracepoint did not see a test drop: events may be missing");
+    }
+    Ok((Hook::Tracepoint, reader))
+}
+
+/// Sends a UDP datagram to a closed loopback port (the kernel frees it with
+/// a drop reason) and waits briefly for the hook to count it. The reason
+/// filter selects nothing at this point, so it is counted as filtered and
+/// reported nowhere else.
+fn hook_is_live(ebpf: &Ebpf) -> Result<bool, Error> {
+    let stats_map = ebpf
+        .map(maps::STATS)
+        .ok_or_else(|| map_error(maps::STATS, aya::maps::MapError::InvalidName { name: maps::STATS.into() }))?;
+    let stats: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(stats_map).map_err(|source| map_error(maps::STATS, source))?;
+    let filtered = || -> Result<u64, Error> {
+        let values = stats
+            .get(&(Stat::Filtered as u32), 0)
+            .map_err(|source| map_error(maps::STATS, source))?;
+        Ok(values.iter().sum())
+    };
+    let before = filtered()?;
+    provoke_drop().map_err(|source| Error::Syscall {
+        call: "sending the hook's self-test datagram to 127.0.0.1",
+        source,
+    })?;
+    for _ in 0..50 {
+        if filtered()? > before {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(false)
+}
+
+fn provoke_drop() -> std::io::Result<()> {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let port = closed.local_addr()?.port();
+    drop(closed);
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sender.send_to(b"dropscope hook self-test", ("127.0.0.1", port))?;
+    Ok(())
+}
+
+fn detach_btf(ebpf: &mut Ebpf) -> Result<(), Error> {
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(BTF_PROGRAM)
+        .ok_or_else(|| missing_program(BTF_PROGRAM))?
+        .try_into()
+        .map_err(|source| Error::Program {
+            action: "find",
+            program: BTF_PROGRAM,
+            source: Box::new(source),
+        })?;
+    program.unload().map_err(|source| Error::Program {
+        action: "unload",
+        program: BTF_PROGRAM,
+        source: Box::new(source),
+    })
 }
 
 fn attach_btf(ebpf: &mut Ebpf) -> Result<ProgramStatsReader, Error> {
