@@ -152,7 +152,13 @@ fn linker_runs() -> bool {
 }
 
 fn ensure_apt_tools() -> Result<()> {
-    let missing: Vec<&str> = APT_TOOLS
+    ensure_apt(APT_TOOLS)
+}
+
+/// Installs the apt package of every `(command, package)` whose command is
+/// missing, plus the packages of missing build files.
+pub fn ensure_apt(tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| !process::exists(tool))
         .chain(

@@ -9,6 +9,7 @@ mod process;
 mod run;
 mod test;
 mod toolchain;
+mod vm;
 
 use anyhow::{bail, Result};
 
@@ -21,6 +22,7 @@ commands:
   test [--unit|--e2e] [-- FILTER]
                          bootstrap, then fmt, clippy, unit and end-to-end tests
   bench [--quick]        benchmarks against baselines measured in the same run
+  vm [--kernel 6.1|6.12] the same agent on other kernels, booted under qemu
 ";
 
 fn main() -> Result<()> {
@@ -33,6 +35,7 @@ fn main() -> Result<()> {
         "run" => run::run(&rest),
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
+        "vm" => vm::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

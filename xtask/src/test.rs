@@ -1,7 +1,8 @@
 //! `cargo xtask test [--unit|--e2e] [-- FILTER]`: bootstrap, then every
 //! check CI runs: formatting, clippy with warnings as errors (user space,
-//! xtask and the eBPF crate), unit tests, and the privileged end-to-end
-//! tests against the real kernel (as root, in parallel).
+//! xtask and the eBPF crate), unit tests, the privileged end-to-end tests
+//! against the real kernel (as root, in parallel), a short benchmark run,
+//! and the agent booted on other kernels under qemu (`xtask vm`).
 
 use std::{path::PathBuf, process::Command};
 
@@ -10,7 +11,7 @@ use anyhow::{bail, Result};
 use crate::{
     bench, bootstrap,
     process::{self, TestTotals},
-    toolchain,
+    toolchain, vm,
 };
 
 /// End-to-end tests run at once: they mostly wait on the kernel and the
@@ -100,6 +101,8 @@ pub fn run(args: &[String]) -> Result<()> {
         if filter.is_empty() {
             // The benchmarks must keep working: a short run, figures unused.
             bench::run_benches(&binary, true)?;
+            // One binary, many kernels: the agent on Debian's 6.1 and 6.12.
+            vm::run(&[])?;
         }
     }
     // One closing line for the whole run, in the plain format CI reads.

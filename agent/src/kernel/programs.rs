@@ -67,8 +67,8 @@ impl Kernel {
         features::raise_memlock_limit();
         let tracefs = features::ensure_tracefs()?;
         let btf_path = Path::new(super::btf::VMLINUX_BTF);
-        let kernel_btf = KernelBtf::load(btf_path)?
-            .with_module(Path::new(super::btf::CONNTRACK_MODULE_BTF));
+        let kernel_btf =
+            KernelBtf::load(btf_path)?.with_module(Path::new(super::btf::CONNTRACK_MODULE_BTF));
         let reasons = kernel_btf.drop_reasons()?;
         let filter = config.drop_reasons.resolve(&reasons)?;
         let tracepoint_layout = features::kfree_skb_format(&tracefs)?;
@@ -173,9 +173,14 @@ fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(Hook, ProgramStatsReader), Err
 /// filter selects nothing at this point, so it is counted as filtered and
 /// reported nowhere else.
 fn hook_is_live(ebpf: &Ebpf) -> Result<bool, Error> {
-    let stats_map = ebpf
-        .map(maps::STATS)
-        .ok_or_else(|| map_error(maps::STATS, aya::maps::MapError::InvalidName { name: maps::STATS.into() }))?;
+    let stats_map = ebpf.map(maps::STATS).ok_or_else(|| {
+        map_error(
+            maps::STATS,
+            aya::maps::MapError::InvalidName {
+                name: maps::STATS.into(),
+            },
+        )
+    })?;
     let stats: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(stats_map).map_err(|source| map_error(maps::STATS, source))?;
     let filtered = || -> Result<u64, Error> {
