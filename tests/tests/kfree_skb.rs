@@ -198,6 +198,13 @@ fn an_ipv6_drop_is_reported() -> Result<()> {
     Ok(())
 }
 
+/// A classic BPF classifier in direct-action mode (the kernel runs it as
+/// eBPF): UDP to `port` returns TC_ACT_SHOT (2), the rest TC_ACT_UNSPEC.
+/// Offsets count from the Ethernet header.
+fn tc_drop_udp(port: u16) -> String {
+    format!("7,48 0 0 23,21 0 4 17,177 0 0 14,72 0 0 16,21 0 1 {port},6 0 0 2,6 0 0 4294967295")
+}
+
 #[test]
 fn a_tc_ingress_drop_is_reported_with_its_reason() -> Result<()> {
     let mut lab = Lab::new()?;
@@ -205,13 +212,19 @@ fn a_tc_ingress_drop_is_reported_with_its_reason() -> Result<()> {
     let link = lab.pod_link(&client)?;
     lab.node
         .run(&["tc", "qdisc", "add", "dev", &link, "clsact"])?;
-    // A classic BPF classifier in direct-action mode (the kernel runs it as
-    // eBPF): UDP to port 9999 returns TC_ACT_SHOT (2), the rest
-    // TC_ACT_UNSPEC. Offsets count from the Ethernet header.
-    let program = "7,48 0 0 23,21 0 4 17,177 0 0 14,72 0 0 16,21 0 1 9999,6 0 0 2,6 0 0 4294967295";
     lab.node.run(&[
-        "tc", "filter", "add", "dev", &link, "ingress", "protocol", "ip", "bpf", "bytecode",
-        program, "da",
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        &link,
+        "ingress",
+        "protocol",
+        "ip",
+        "bpf",
+        "bytecode",
+        &tc_drop_udp(9999),
+        "da",
     ])?;
     let agent = Agent::start(&[])?;
 
@@ -226,6 +239,47 @@ fn a_tc_ingress_drop_is_reported_with_its_reason() -> Result<()> {
     })?;
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].reason, "TC_INGRESS");
+    agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_tc_egress_drop_is_reported_with_its_reason() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let client = lab.add_pod("client")?;
+    let server = lab.add_pod("server")?;
+    // On the node's end of the server's veth, towards the server.
+    let link = lab.pod_link(&server)?;
+    lab.node
+        .run(&["tc", "qdisc", "add", "dev", &link, "clsact"])?;
+    lab.node.run(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        &link,
+        "egress",
+        "protocol",
+        "ip",
+        "bpf",
+        "bytecode",
+        &tc_drop_udp(9998),
+        "da",
+    ])?;
+    let agent = Agent::start(&[])?;
+
+    send_udp(
+        &client.netns,
+        vec![0],
+        SocketAddr::new(server.ipv4.into(), 9998),
+        4,
+    )?;
+    let flows = wait_for_total(&agent, "the tc egress drops", 4, |drop| {
+        ours(&lab)(drop) && drop.dst.port == 9998
+    })?;
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].reason, "TC_EGRESS");
+    assert_eq!(flows[0].dst.ip, IpAddr::V4(server.ipv4));
     agent.stop()?;
     Ok(())
 }
