@@ -88,8 +88,15 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     };
     let store = metadata(&config.metadata).await?;
     let (kernel, maps) = Kernel::load(&config.kernel)?;
-    let cost_probe = maps.program.try_clone()?;
-    let cost_at_attach = cost_probe.read()?;
+    // With --bpf-stats: the program's run-time counters at attach.
+    let cost_probe = match stats_guard {
+        Some(_) => {
+            let probe = maps.program.try_clone()?;
+            let at_attach = probe.read()?;
+            Some((probe, at_attach))
+        }
+        None => None,
+    };
     let decoder = Decoder::new(kernel.reasons.clone(), Symbols::new(KALLSYMS), Clock::now());
     let capture = Capture::new(maps, decoder, config.capture);
 
@@ -136,7 +143,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         source,
     })??;
     report(&stats);
-    if stats_guard.is_some() {
+    if let Some((cost_probe, cost_at_attach)) = cost_probe {
         let now = cost_probe.read()?;
         let runs = now.run_count.saturating_sub(cost_at_attach.run_count);
         let nanos = now.run_time_ns.saturating_sub(cost_at_attach.run_time_ns);

@@ -25,16 +25,3 @@ pub enum Stat {
 
 /// Number of [`Stat`] counters.
 pub const STAT_COUNT: u32 = 7;
-
-impl Stat {
-    /// Every counter, in index order.
-    pub const ALL: [Stat; STAT_COUNT as usize] = [
-        Stat::Filtered,
-        Stat::NotIp,
-        Stat::Aggregated,
-        Stat::NewFlow,
-        Stat::Unaggregated,
-        Stat::LostRingFull,
-        Stat::ReadErrors,
-    ];
-}

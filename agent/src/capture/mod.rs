@@ -141,20 +141,13 @@ impl Capture {
         output: &mpsc::Sender<Record>,
     ) -> bool {
         for (record, key) in records {
-            let record = match record {
-                Some(record) => record,
-                // Undecodable: no event, but its slot must not leak.
-                None => {
-                    if let Some(slot) = key.slot {
-                        self.slots.claim(slot, key.key, 1);
-                    }
-                    continue;
-                }
-            };
+            // Claimed even when undecodable: a slot must never leak.
             if let Some(slot) = key.slot {
                 self.slots.claim(slot, key.key, 1);
             }
-            if output.send(record).await.is_err() {
+            if let Some(record) = record
+                && output.send(record).await.is_err()
+            {
                 return false;
             }
         }
