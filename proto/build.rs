@@ -1,6 +1,26 @@
-//! Generates the dropscope.v1 messages with prost (protoc comes from the
-//! `protobuf-compiler` package, installed by `cargo xtask bootstrap`).
-fn main() -> std::io::Result<()> {
+//! Generates the dropscope.v1 messages (prost), their proto3 JSON mapping
+//! (pbjson) and the Observer service (tonic), and keeps the file descriptor
+//! set for server reflection. protoc comes from the `protobuf-compiler`
+//! package, installed by `cargo xtask bootstrap`.
+use std::{env, path::PathBuf};
+
+const PROTOS: [&str; 2] = ["dropscope/v1/event.proto", "dropscope/v1/observer.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=dropscope");
-    prost_build::Config::new().compile_protos(&["dropscope/v1/event.proto"], &["."])
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let descriptors = out.join("dropscope_descriptor.bin");
+    tonic_prost_build::configure()
+        // Clients dial through their own connector (Unix socket, TLS).
+        .build_transport(false)
+        .file_descriptor_set_path(&descriptors)
+        // Well-known types with their proto3 JSON mapping (RFC 3339 times).
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_protos(&PROTOS, &["."])?;
+    let set = std::fs::read(&descriptors)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&set)?
+        .build(&[".dropscope"])?;
+    Ok(())
 }

@@ -1,12 +1,12 @@
-//! The agent's validated configuration: one section per step, each step
-//! receiving only its own.
+//! The agent's validated configuration: composes the sections each step
+//! owns (`KernelConfig` in `kernel`, `CaptureConfig` in `capture`, …) and
+//! checks what no single step can; each step receives only its own.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use crate::{
-    fanout::FanoutConfig,
-    kernel::{DropReasonSet, Hook},
-    print::events::Format,
+    capture::CaptureConfig, enrich::MetadataConfig, fanout::FanoutConfig, kernel::KernelConfig,
+    print::events::Format, serve::ServeConfig,
 };
 
 /// Everything `dropscope agent` runs with.
@@ -20,8 +20,14 @@ pub struct AgentConfig {
     pub metadata: MetadataConfig,
     /// The broadcast hub.
     pub fanout: FanoutConfig,
-    /// Terminal output.
-    pub output: Format,
+    /// Terminal output (`None`: nothing on stdout).
+    pub output: Option<Format>,
+    /// The gRPC API.
+    pub serve: ServeConfig,
+    /// Where Prometheus metrics and health are served over HTTP.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The node name events carry.
+    pub node: String,
     /// Records queued between capture and track.
     pub record_queue: usize,
     /// Stop after this long (None: until SIGINT/SIGTERM).
@@ -29,42 +35,6 @@ pub struct AgentConfig {
     /// Turn on the kernel's BPF run-time statistics and log the hook's
     /// per-invocation cost.
     pub bpf_stats: bool,
-}
-
-/// Where the agent learns who the addresses are and which NetworkPolicies
-/// apply.
-#[derive(Clone, Debug, Default)]
-pub enum MetadataConfig {
-    /// None: events carry addresses only.
-    #[default]
-    Standalone,
-    /// A `kubectl get ... -o yaml` List, read once at start.
-    Snapshot(PathBuf),
-    /// The live API server (kubeconfig or in-cluster service account),
-    /// listed at start and watched.
-    Kubernetes,
-}
-
-/// How the kernel programs are loaded.
-#[derive(Clone, Debug)]
-pub struct KernelConfig {
-    /// Which hook to attach.
-    pub hook: Hook,
-    /// Which drop reasons to report.
-    pub drop_reasons: DropReasonSet,
-    /// Flows aggregated in the kernel at once.
-    pub flow_slots: u32,
-    /// Size of the ring buffer in bytes (a power of two).
-    pub ring_bytes: u32,
-}
-
-/// How the kernel's maps are read.
-#[derive(Clone, Copy, Debug)]
-pub struct CaptureConfig {
-    /// How often flow counters and statistics are sampled.
-    pub sample_interval: Duration,
-    /// A flow with no drop for this long is retired (its `end` event).
-    pub idle_timeout: Duration,
 }
 
 /// A configuration value that cannot work.
@@ -79,6 +49,9 @@ pub enum Error {
     /// A zero interval.
     #[error("--sample-interval must be longer than zero")]
     SampleInterval,
+    /// No node name.
+    #[error("--node-name is empty (and neither NODE_NAME nor the host name gave one)")]
+    NodeName,
     /// Idle timeout shorter than the sample interval.
     #[error("--idle-timeout ({idle:?}) must be at least --sample-interval ({sample:?})")]
     IdleTimeout {
@@ -98,6 +71,9 @@ impl AgentConfig {
         }
         if self.kernel.flow_slots == 0 {
             return Err(Error::FlowSlots);
+        }
+        if self.node.trim().is_empty() {
+            return Err(Error::NodeName);
         }
         let capture = self.capture;
         if capture.sample_interval.is_zero() {

@@ -3,21 +3,25 @@
 //! The data path, one module per step: kernel hook ([`kernel`]) → ring
 //! buffer and flow counters ([`capture`]) → [`decode`] → [`track`] →
 //! identities and NetworkPolicy verdicts ([`enrich`], [`explain`]) →
-//! [`fanout`] → sinks ([`print`]). [`pipeline`] wires them; [`model`] holds
-//! the types that flow between them.
+//! [`fanout`] (converted once to the `dropscope.v1` contract by
+//! [`convert`]) → sinks ([`print`], [`serve`], [`metrics`]). [`pipeline`]
+//! wires them; [`model`] holds the types that flow between them.
 #![deny(missing_docs)]
 
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod decode;
 pub mod enrich;
 pub mod explain;
 pub mod fanout;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod print;
+pub mod serve;
 pub mod telemetry;
 #[cfg(test)]
 mod testkit;

@@ -1,12 +1,20 @@
-//! The data path, wired: kernel → capture → track → explain → fanout →
-//! sinks. This is the only module that knows every step; it makes every
-//! channel and task and owns shutdown.
+//! The data path, wired: kernel → capture → track → explain → publish
+//! (metrics, then the hub) → sinks (terminal, gRPC API, metrics endpoint).
+//! This is the only module that knows every step; it makes every channel
+//! and task and owns shutdown.
+//!
+//! The API and metrics endpoints start first, answering NOT_SERVING and
+//! 503 until the metadata is loaded and the programs attached.
 //!
 //! Shutdown is ordered so that counts stay exact: the programs are detached
 //! first, then capture takes what is left in the kernel and sends every
 //! flow's final count, and the steps behind it drain in turn.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime},
+};
 
 use tokio::{
     signal::unix::SignalKind,
@@ -17,14 +25,16 @@ use tracing::Instrument as _;
 
 use crate::{
     capture::{self, Capture},
-    config::{AgentConfig, MetadataConfig},
+    config::AgentConfig,
     decode::{Clock, Decoder, Symbols, symbols::KALLSYMS},
-    enrich::{self, snapshot, store::Store, watch as kube_watch},
+    enrich::{self, MetadataConfig, snapshot, store::Store, watch as kube_watch},
     explain::step::Explainer,
-    fanout::Hub,
-    kernel::{self, Kernel},
-    model::KernelStats,
+    fanout::{Hub, Start},
+    kernel::{self, Kernel, features},
+    metrics::{self, Metrics, MetricsConfig},
+    model::{Event, KernelStats, Readiness, TrackStatus},
     print,
+    serve::{self, AgentState, KernelInfo, MetadataSource, MetadataState, Observer, Server},
     track::Tracker,
 };
 
@@ -65,6 +75,17 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The gRPC API.
+    #[error(transparent)]
+    Serve(#[from] serve::Error),
+    /// The metrics endpoint could not listen.
+    #[error("--metrics-listen {address}: {source}")]
+    MetricsListen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A step's task panicked or was cancelled.
     #[error("the {step} task failed: {source}")]
     Task {
@@ -78,6 +99,30 @@ pub enum Error {
 /// Runs the agent until SIGINT/SIGTERM (or the configured duration, or a
 /// step failing), then detaches and drains.
 pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
+    // Say what is missing before binding anything.
+    features::require_privilege()?;
+    let hub = Hub::new(config.fanout, config.node.clone());
+    let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
+    let (ready_tx, ready_rx) = watch::channel(Readiness::default());
+    let (track_tx, track_rx) = watch::channel(TrackStatus::default());
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let state = AgentState {
+        node: config.node.clone(),
+        started: SystemTime::now(),
+        kernel: Arc::new(OnceLock::new()),
+        track: track_rx.clone(),
+        ready: ready_rx.clone(),
+        metadata: Arc::new(OnceLock::new()),
+        metadata_source: match config.metadata {
+            MetadataConfig::Standalone => MetadataSource::None,
+            MetadataConfig::Snapshot(_) => MetadataSource::Snapshot,
+            MetadataConfig::Kubernetes => MetadataSource::Kubernetes,
+        },
+        reasons: Arc::new(OnceLock::new()),
+    };
+    let endpoints =
+        start_endpoints(&config, &hub, &state, &metrics, &ready_rx, &stopping_rx).await?;
+
     let stats_guard = if config.bpf_stats {
         Some(
             aya::sys::enable_stats(aya::sys::Stats::RunTime)
@@ -87,7 +132,32 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         None
     };
     let store = metadata(&config.metadata).await?;
+    if let Some(store) = &store {
+        let counts = store.read().await.counts();
+        metrics.set_metadata(
+            &counts.by_kind().map(|(kind, count)| (kind, count as u64)),
+            true,
+        );
+    }
+    let _ = state.metadata.set(MetadataState {
+        source: state.metadata_source,
+        store: store.clone(),
+    });
+    ready_tx.send_modify(|ready| ready.metadata_synced = true);
     let (kernel, maps) = Kernel::load(&config.kernel)?;
+    let _ = state.reasons.set(
+        kernel
+            .reasons
+            .iter()
+            .map(|(_, name)| name.to_owned())
+            .collect(),
+    );
+    let _ = state.kernel.set(KernelInfo {
+        hook: kernel.attached.section().to_owned(),
+        release: features::release(),
+        features: kernel_features(&kernel, config.bpf_stats),
+        programs: vec!["kfree_skb".to_owned()],
+    });
     // With --bpf-stats: the program's run-time counters at attach.
     let cost_probe = match stats_guard {
         Some(_) => {
@@ -102,19 +172,26 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
 
     let (record_tx, record_rx) = mpsc::channel(config.record_queue);
     let (event_tx, event_rx) = mpsc::channel(config.record_queue);
+    let (explained_tx, explained_rx) = mpsc::channel(config.record_queue);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let hub = Hub::new(config.fanout);
-    let printer = tokio::spawn(
-        print::events::run(hub.subscribe(), config.output).instrument(tracing::info_span!("print")),
+    let printer = config.output.map(|format| {
+        tokio::spawn(
+            print::events::run(hub.cursor(Start::Live, "stdout"), format)
+                .instrument(tracing::info_span!("print")),
+        )
+    });
+    let publisher = tokio::spawn(
+        publish(explained_rx, hub.clone(), Arc::clone(&metrics), track_rx)
+            .instrument(tracing::info_span!("fanout")),
     );
     let explainer = tokio::spawn(
         Explainer::new(store)
-            .run(event_rx, hub)
+            .run(event_rx, explained_tx)
             .instrument(tracing::info_span!("explain")),
     );
     let tracker = tokio::spawn(
         Tracker::new()
-            .run(record_rx, event_tx)
+            .run(record_rx, event_tx, track_tx)
             .instrument(tracing::info_span!("track")),
     );
     let mut capture = tokio::spawn(
@@ -122,13 +199,15 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
             .run(record_tx, shutdown_rx)
             .instrument(tracing::info_span!("capture")),
     );
-    tracing::info!(hook = ?kernel.attached, reasons = %config.kernel.drop_reasons, "dropscope agent running");
+    ready_tx.send_modify(|ready| ready.attached = true);
+    tracing::info!(hook = ?kernel.attached, reasons = %config.kernel.drop_reasons, node = %config.node, "dropscope agent running");
 
     let early_end = tokio::select! {
         stop = wait_for_stop(config.duration) => { stop?; None }
         ended = &mut capture => Some(ended),
     };
     tracing::info!("stopping");
+    ready_tx.send_modify(|ready| ready.attached = false);
     // Detach first: from here on the kernel adds nothing, so the final
     // counts capture reads are exact.
     drop(kernel);
@@ -137,7 +216,14 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         Some(ended) => ended,
         None => capture.await,
     };
-    let stats = drain(tracker, explainer, printer).await?;
+    let stats = drain(tracker, explainer, publisher).await?;
+    hub.close();
+    if let Some(printer) = printer {
+        finish_printing(printer).await?;
+    }
+    // Streams have their last events; now the endpoints may close.
+    let _ = stopping_tx.send(true);
+    endpoints.finish().await;
     captured.map_err(|source| Error::Task {
         step: "capture",
         source,
@@ -157,12 +243,139 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     Ok(())
 }
 
+fn kernel_features(kernel: &Kernel, bpf_stats: bool) -> Vec<String> {
+    let mut features = vec!["btf".to_owned(), "ringbuf".to_owned()];
+    if kernel.attached == kernel::Hook::Btf {
+        features.push("tp_btf".to_owned());
+    }
+    if std::path::Path::new("/sys/kernel/btf/nf_conntrack").exists() {
+        features.push("nf_conntrack_btf".to_owned());
+    }
+    if bpf_stats {
+        features.push("bpf_stats".to_owned());
+    }
+    features
+}
+
+/// The last step of the line: every event updates the metrics (exactly,
+/// never lossy) and is published to the hub once.
+async fn publish(
+    mut input: mpsc::Receiver<Event>,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    track: watch::Receiver<TrackStatus>,
+) {
+    let mut last_status = TrackStatus::default();
+    while let Some(event) = input.recv().await {
+        metrics.record(&event);
+        hub.publish(&event);
+        let status = *track.borrow();
+        if status != last_status {
+            metrics.set_kernel(&status.kernel, status.active_flows);
+            last_status = status;
+        }
+    }
+    let status = *track.borrow();
+    metrics.set_kernel(&status.kernel, status.active_flows);
+}
+
+/// The API and metrics servers, running until told the agent is stopping.
+struct Endpoints {
+    tasks: Vec<(&'static str, JoinHandle<Result<(), Error>>)>,
+}
+
+impl Endpoints {
+    async fn finish(self) {
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(PRINT_DRAIN, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(endpoint = name, %error, "stopped with an error")
+                }
+                Ok(Err(error)) => tracing::warn!(endpoint = name, %error, "task failed"),
+                Err(_) => tracing::warn!(endpoint = name, "did not stop in time"),
+            }
+        }
+    }
+}
+
+async fn start_endpoints(
+    config: &AgentConfig,
+    hub: &Hub,
+    state: &AgentState,
+    metrics: &Arc<Metrics>,
+    ready: &watch::Receiver<Readiness>,
+    stopping: &watch::Receiver<bool>,
+) -> Result<Endpoints, Error> {
+    let until_stopping = |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    let mut tasks = Vec::new();
+    if let Some(listen) = &config.serve.listen {
+        let server = Server::bind(
+            &config.serve,
+            listen.clone(),
+            Observer::new(hub.clone(), state.clone()),
+            ready.clone(),
+        )
+        .await?;
+        let shutdown = until_stopping(stopping.clone());
+        tasks.push((
+            "api",
+            tokio::spawn(
+                async move { Ok(server.serve(shutdown).await?) }
+                    .instrument(tracing::info_span!("serve")),
+            ),
+        ));
+    }
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::MetricsListen { address, source })?;
+        let bound = listener.local_addr().unwrap_or(address);
+        tracing::info!(address = %bound, "metrics listening (/metrics, /healthz, /readyz)");
+        let served = metrics::serve(
+            listener,
+            Arc::clone(metrics),
+            ready.clone(),
+            until_stopping(stopping.clone()),
+        );
+        tasks.push((
+            "metrics",
+            tokio::spawn(
+                async move {
+                    served.await.map_err(|error| Error::MetricsListen {
+                        address: bound,
+                        source: std::io::Error::other(error),
+                    })
+                }
+                .instrument(tracing::info_span!("metrics")),
+            ),
+        ));
+    }
+    Ok(Endpoints { tasks })
+}
+
+async fn finish_printing(printer: JoinHandle<()>) -> Result<(), Error> {
+    // A terminal that stopped reading must not keep the agent from exiting.
+    match tokio::time::timeout(PRINT_DRAIN, printer).await {
+        Ok(printed) => printed.map_err(|source| Error::Task {
+            step: "print",
+            source,
+        }),
+        Err(_) => {
+            tracing::warn!("stdout is not being read; exiting without the last events");
+            Ok(())
+        }
+    }
+}
+
 /// Waits for the steps behind capture to finish, in order; returns the last
 /// kernel statistics.
 async fn drain(
     tracker: JoinHandle<KernelStats>,
     explainer: JoinHandle<()>,
-    printer: JoinHandle<()>,
+    publisher: JoinHandle<()>,
 ) -> Result<KernelStats, Error> {
     let stats = tracker.await.map_err(|source| Error::Task {
         step: "track",
@@ -172,14 +385,10 @@ async fn drain(
         step: "explain",
         source,
     })?;
-    // A terminal that stopped reading must not keep the agent from exiting.
-    match tokio::time::timeout(PRINT_DRAIN, printer).await {
-        Ok(printed) => printed.map_err(|source| Error::Task {
-            step: "print",
-            source,
-        })?,
-        Err(_) => tracing::warn!("stdout is not being read; exiting without the last events"),
-    }
+    publisher.await.map_err(|source| Error::Task {
+        step: "fanout",
+        source,
+    })?;
     Ok(stats)
 }
 

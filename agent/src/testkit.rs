@@ -331,6 +331,7 @@ pub fn mk_drop_event(flow_id: u64, kind: EventKind, packet: Tuple) -> Arc<DropEv
         ingress_ifindex: 0,
         packets: 1,
         bytes: 60,
+        new_packets: 1,
         first_seen: SystemTime::UNIX_EPOCH,
         last_seen: SystemTime::UNIX_EPOCH,
         aggregated: true,

@@ -27,7 +27,7 @@ fn ring_losses(agent: &Agent) -> Vec<serde_json::Value> {
     agent
         .losses()
         .into_iter()
-        .filter(|loss| loss["source"] == "kernel_ring_full")
+        .filter(|loss| loss["source"] == "LOSS_SOURCE_KERNEL_RING_FULL")
         .collect()
 }
 
@@ -115,10 +115,10 @@ fn tcp_to_a_service_vip_dnatted_then_dropped_has_both_tuples_and_the_retry_count
         "one event on first sight, then count updates: {news:#?}"
     );
     let (first, last) = (
-        flow.raw["first_seen"].as_str(),
-        flow.raw["last_seen"].as_str(),
+        flow.raw["firstSeen"].as_str(),
+        flow.raw["lastSeen"].as_str(),
     );
-    // RFC 3339 with nanoseconds, UTC: ordered as text.
+    // RFC 3339 with nanoseconds, all in one offset: ordered as text.
     assert!(
         first.is_some() && first < last,
         "first {first:?} before last {last:?}"

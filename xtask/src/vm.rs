@@ -27,7 +27,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 ip link set lo up
 echo "== kernel $(uname -r)"
-/dropscope agent --output json --duration 120s --sample-interval 500ms > /out.json 2> /err.log &
+/dropscope agent --output json --listen none --metrics-listen none --node-name vm --duration 120s --sample-interval 500ms > /out.json 2> /err.log &
 i=0
 while ! grep -q "agent running" /err.log; do
   i=$((i+1)); [ $i -gt 120 ] && break; sleep 1
@@ -224,7 +224,10 @@ fn boot(work: &Path, kernel: &str, initrd: &Path) -> Result<String> {
         .with_context(|| format!("the agent did not attach; see {}", log_path.display()))?;
     let named = output
         .lines()
-        .filter(|line| line.contains(r#""kind":"new""#) && line.contains(r#""reason":"NO_SOCKET""#))
+        .filter(|line| {
+            line.contains(r#""kind":"DROP_EVENT_KIND_NEW""#)
+                && line.contains(r#""name":"NO_SOCKET""#)
+        })
         .count();
     if named < 3 {
         bail!(

@@ -10,6 +10,8 @@
 pub mod slots;
 pub mod stats;
 
+use std::time::Duration;
+
 use aya::maps::{HashMap, MapData, Queue, RingBuf};
 use dropscope_abi::FlowKey;
 use tokio::{io::unix::AsyncFd, sync::mpsc};
@@ -18,11 +20,19 @@ pub use slots::{Finding, SlotTable};
 pub use stats::StatsReader;
 
 use crate::{
-    config::CaptureConfig,
     decode::{self, Decoder},
     kernel::{CounterArray, KernelMaps},
     model::{Record, record::KernelStats},
 };
+
+/// How the kernel's maps are read.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureConfig {
+    /// How often flow counters and statistics are sampled.
+    pub sample_interval: Duration,
+    /// A flow with no drop for this long is retired (its `end` event).
+    pub idle_timeout: Duration,
+}
 
 /// What can stop the capture step.
 #[derive(Debug, thiserror::Error)]

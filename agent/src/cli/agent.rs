@@ -1,19 +1,38 @@
 //! `dropscope agent`: capture drops on this node and stream them.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
-    config::{AgentConfig, CaptureConfig, KernelConfig, MetadataConfig},
+    capture::CaptureConfig,
+    config::AgentConfig,
+    enrich::MetadataConfig,
     fanout::FanoutConfig,
-    kernel::{DropReasonSet, Hook},
+    kernel::{DropReasonSet, Hook, KernelConfig},
     pipeline,
     print::events::Format,
+    serve::{Listen, ServeConfig, TlsFiles},
 };
+
+/// What the agent prints on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// One readable line per event.
+    #[default]
+    #[value(alias = "text")]
+    Compact,
+    /// The proto3 JSON mapping of dropscope.v1.Event, one per line.
+    Json,
+    /// Aligned columns.
+    Table,
+    /// Nothing (events only through the API).
+    None,
+}
 
 /// Capture drops on this node and stream them as events.
 ///
-/// Loads the kernel programs, prints one line per dropped flow (then count
-/// updates) until Ctrl-C or SIGTERM, and detaches everything on exit.
+/// Loads the kernel programs, serves the dropscope.v1.Observer gRPC API
+/// (`dropscope observe` reads it), prints one line per dropped flow (then
+/// count updates) until Ctrl-C or SIGTERM, and detaches everything on exit.
 ///
 /// Example: `sudo dropscope agent --output json --drop-reasons default,+NOT_SPECIFIED`
 #[derive(Debug, clap::Args)]
@@ -23,9 +42,36 @@ pub struct Args {
     /// in order. Names are this kernel's `enum skb_drop_reason`.
     #[arg(long, default_value = "default", env = "DROPSCOPE_DROP_REASONS")]
     pub drop_reasons: DropReasonSet,
-    /// Output format on stdout.
-    #[arg(short, long, value_enum, default_value_t = Format::Text, env = "DROPSCOPE_OUTPUT")]
-    pub output: Format,
+    /// Output on stdout: compact lines, JSON lines (the proto3 JSON mapping
+    /// of dropscope.v1.Event, as `observe -o json` prints), a table, or none.
+    #[arg(short, long, value_enum, default_value_t = Output::Compact, env = "DROPSCOPE_OUTPUT")]
+    pub output: Output,
+    /// Where the gRPC API listens: `unix:PATH` or `HOST:PORT` (plaintext
+    /// only on a Unix socket or loopback; elsewhere give --tls-cert and
+    /// --tls-key), or `none`.
+    #[arg(long, default_value = "unix:/run/dropscope/dropscope.sock", env = "DROPSCOPE_LISTEN", value_parser = parse_listen)]
+    pub listen: OrNone<Listen>,
+    /// PEM certificate chain of the API (reloaded when the file changes).
+    #[arg(long, env = "DROPSCOPE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the API certificate.
+    #[arg(long, env = "DROPSCOPE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "DROPSCOPE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Where Prometheus metrics, /healthz and /readyz are served over HTTP
+    /// (`HOST:PORT`), or `none`.
+    #[arg(long, default_value = "127.0.0.1:9965", env = "DROPSCOPE_METRICS_LISTEN", value_parser = parse_metrics_listen)]
+    pub metrics_listen: OrNone<SocketAddr>,
+    /// The node name every event carries; default the NODE_NAME variable
+    /// (the DaemonSet sets it from the downward API), then the host name.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Events kept in memory for `observe --last`/`--since` and as the
+    /// slack a slow reader has before it misses events.
+    #[arg(long, default_value_t = FanoutConfig::default().history, env = "DROPSCOPE_HISTORY")]
+    pub history: usize,
     /// Kernel hook: tp_btf with fallback to the classic tracepoint (auto),
     /// or one of them only.
     #[arg(long, value_enum, default_value_t = Hook::Auto, env = "DROPSCOPE_HOOK")]
@@ -80,12 +126,66 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             (None, true) => MetadataConfig::Kubernetes,
             (None, false) => MetadataConfig::Standalone,
         },
-        fanout: FanoutConfig::default(),
-        output: args.output,
+        fanout: FanoutConfig {
+            history: args.history,
+        },
+        output: match args.output {
+            Output::Compact => Some(Format::Compact),
+            Output::Json => Some(Format::Json),
+            Output::Table => Some(Format::Table),
+            Output::None => None,
+        },
+        serve: ServeConfig {
+            listen: args.listen.0,
+            tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles {
+                cert,
+                key,
+                ca: args.tls_client_ca,
+            }),
+        },
+        metrics_listen: args.metrics_listen.0,
+        node: args
+            .node_name
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(host_name),
         record_queue: 8192,
         duration: args.duration,
         bpf_stats: args.bpf_stats,
     }
     .validate()?;
     Ok(pipeline::run_agent(config).await?)
+}
+
+/// A flag value that may be `none` (the feature off).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrNone<T>(pub Option<T>);
+
+fn parse_listen(input: &str) -> Result<OrNone<Listen>, String> {
+    if input == "none" {
+        return Ok(OrNone(None));
+    }
+    input
+        .parse()
+        .map(|listen| OrNone(Some(listen)))
+        .map_err(|error: crate::serve::listen::ListenError| error.to_string())
+}
+
+fn parse_metrics_listen(input: &str) -> Result<OrNone<SocketAddr>, String> {
+    if input == "none" {
+        return Ok(OrNone(None));
+    }
+    match input.parse::<Listen>() {
+        Ok(Listen::Tcp(address)) => Ok(OrNone(Some(address))),
+        Ok(Listen::Unix(_)) => Err(format!(
+            "{input:?}: metrics are served over TCP (HOST:PORT)"
+        )),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The host name, from the kernel.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
 }

@@ -1,7 +1,9 @@
 //! The `dropscope` command line: one subcommand per file.
 
 pub mod agent;
+pub mod connect;
 pub mod explain;
+pub mod observe;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +50,8 @@ pub enum Command {
     ///     --to kube-system/svc/kube-dns --port 53 --protocol UDP -o json
     #[command(verbatim_doc_comment)]
     Explain(explain::Args),
+    /// Read drop events from an agent's API: history, then live with --follow.
+    Observe(Box<observe::Args>),
 }
 
 impl Cli {
@@ -56,6 +60,7 @@ impl Cli {
         match self.command {
             Command::Agent(args) => agent::run(args).await,
             Command::Explain(args) => explain::run(args).await,
+            Command::Observe(args) => observe::run(*args).await,
         }
     }
 }

@@ -16,6 +16,20 @@ mod tests;
 
 use std::path::PathBuf;
 
+/// Where the agent learns who the addresses are and which NetworkPolicies
+/// apply.
+#[derive(Clone, Debug, Default)]
+pub enum MetadataConfig {
+    /// None: events carry addresses only.
+    #[default]
+    Standalone,
+    /// A `kubectl get ... -o yaml` List, read once at start.
+    Snapshot(PathBuf),
+    /// The live API server (kubeconfig or in-cluster service account),
+    /// listed at start and watched.
+    Kubernetes,
+}
+
 /// Errors of the enrichment step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -176,6 +176,20 @@ pub struct Counts {
     pub nodes: usize,
 }
 
+impl Counts {
+    /// Each kind's plural name (as `kubectl get` names it) and count.
+    pub fn by_kind(&self) -> [(&'static str, usize); 6] {
+        [
+            ("namespaces", self.namespaces),
+            ("pods", self.pods),
+            ("services", self.services),
+            ("endpointslices", self.endpoint_slices),
+            ("networkpolicies", self.policies),
+            ("nodes", self.nodes),
+        ]
+    }
+}
+
 /// The cluster metadata store.
 #[derive(Debug, Default)]
 pub struct Store {

@@ -1,7 +1,7 @@
 //! The pipeline step between `track` and `fanout`: attaches to each dropped
 //! flow who its two ends are and what NetworkPolicy says about it.
 //!
-//! Receives [`Event`]s, publishes them to the hub. A flow is explained once,
+//! Receives [`Event`]s and sends them on (`pipeline` publishes them). A flow is explained once,
 //! on its `new` event, against the metadata store as it is then; its
 //! `update` and `end` events carry the same explanation. Without metadata
 //! (standalone) events pass through unchanged. This is the only part of
@@ -14,7 +14,6 @@ use tokio::sync::{RwLock, mpsc};
 use super::{Flow, explain};
 use crate::{
     enrich::{store::Store, view::View},
-    fanout::Hub,
     model::{DropEvent, Event, EventKind, Explanation},
 };
 
@@ -47,8 +46,8 @@ impl Explainer {
         }
     }
 
-    /// Runs until `input` closes.
-    pub async fn run(mut self, mut input: mpsc::Receiver<Event>, hub: Hub) {
+    /// Runs until `input` closes (or `output` does).
+    pub async fn run(mut self, mut input: mpsc::Receiver<Event>, output: mpsc::Sender<Event>) {
         while let Some(event) = input.recv().await {
             let event = match (&self.store, event) {
                 // Only a flow's first event needs the store; its updates
@@ -61,7 +60,9 @@ impl Explainer {
                 (Some(_), Event::Drop(drop)) => Event::Drop(self.carry(drop)),
                 (_, other) => other,
             };
-            hub.publish(event);
+            if output.send(event).await.is_err() {
+                return;
+            }
         }
     }
 

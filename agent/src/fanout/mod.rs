@@ -1,155 +1,258 @@
-//! The broadcast hub between `track` and the sinks: every subscriber gets
-//! every event, a slow one misses events instead of slowing the others, and
-//! what it missed reaches it as a loss event in its own stream. A bounded
-//! history lets a late subscriber start with the recent past.
+//! The broadcast hub between the pipeline and the sinks. Receives model
+//! events (once each, from `pipeline`), converts each to the contract's
+//! message once (`convert`), and keeps them in one bounded ring that is both
+//! the history (`Observe`'s `number`, `first`, `since`) and the live queue.
+//!
+//! Why a ring and cursors rather than a channel per subscriber: a
+//! subscriber is only a position in the ring, so a stalled one costs no
+//! memory and never slows the publisher or the others; when the ring
+//! overtakes it, it learns exactly how many events it missed and how many
+//! dropped packets they stood for (each entry carries the running sum of
+//! packets), as a loss event in its own stream. A request for history that
+//! was already pushed out of the ring gets the same kind of message, with
+//! source `History`.
+
+mod ring;
+mod subscribers;
+
+#[cfg(test)]
+mod tests;
 
 use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::SystemTime,
 };
 
-use tokio::sync::broadcast;
+use dropscope_proto::v1;
+use tokio::sync::watch;
 
-use crate::model::{Event, LossEvent, LossSource};
+use self::ring::Ring;
+pub use self::{
+    ring::{Entry, HistoryStats},
+    subscribers::{SubscriberInfo, SubscriberStats},
+};
+use crate::{
+    convert,
+    model::{Event, LossEvent, LossSource},
+};
 
-/// Sizes of the hub's queues.
+/// The size of the hub's ring.
 #[derive(Clone, Copy, Debug)]
 pub struct FanoutConfig {
-    /// Events a subscriber may fall behind before it misses some.
-    pub subscriber_queue: usize,
-    /// Events kept for late subscribers.
+    /// Events kept: the history a new subscriber can ask for, and how far a
+    /// subscriber may fall behind before it misses events.
     pub history: usize,
 }
 
 impl Default for FanoutConfig {
     fn default() -> Self {
-        Self {
-            subscriber_queue: 4096,
-            history: 1024,
-        }
+        Self { history: 16384 }
     }
 }
 
-/// The publishing side; cheap to clone.
+/// The publishing and subscribing handle; cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
-    sender: broadcast::Sender<Event>,
-    history: Arc<Mutex<VecDeque<Event>>>,
-    history_len: usize,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    ring: Mutex<Ring>,
+    published: watch::Sender<u64>,
+    node: String,
+    subscribers: subscribers::Registry,
+}
+
+/// Where a new cursor starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At the next event published: live only.
+    Live,
+    /// At the oldest event held.
+    Oldest,
+    /// The last `n` events held.
+    Last(u64),
+    /// The first event published at or after this time.
+    Since(SystemTime),
+}
+
+/// What a cursor reads.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// The next event.
+    Event(Entry),
+    /// Events this cursor could not read: it fell behind the ring
+    /// (`Subscriber`) or asked for history no longer held (`History`).
+    Lost(LossEvent, Option<SystemTime>),
 }
 
 impl Hub {
-    /// A hub with these queue sizes.
-    pub fn new(config: FanoutConfig) -> Self {
-        let (sender, _) = broadcast::channel(config.subscriber_queue.max(1));
+    /// A hub whose events say they were seen on `node`.
+    pub fn new(config: FanoutConfig, node: impl Into<String>) -> Self {
+        let (published, _) = watch::channel(0);
         Self {
-            sender,
-            history: Arc::new(Mutex::new(VecDeque::with_capacity(config.history))),
-            history_len: config.history,
+            shared: Arc::new(Shared {
+                ring: Mutex::new(Ring::new(config.history.max(1))),
+                published,
+                node: node.into(),
+                subscribers: subscribers::Registry::default(),
+            }),
         }
     }
 
-    /// Sends `event` to every subscriber and into the history.
-    pub fn publish(&self, event: Event) {
-        if self.history_len > 0 {
-            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            if history.len() == self.history_len {
-                history.pop_front();
-            }
-            history.push_back(event.clone());
-        }
-        // No subscriber is not an error: the history still has it.
-        let _ = self.sender.send(event);
+    /// The node name events are stamped with.
+    pub fn node(&self) -> &str {
+        &self.shared.node
     }
 
-    /// A new subscriber, starting with live events only.
-    pub fn subscribe(&self) -> Subscription {
-        Subscription {
-            receiver: self.sender.subscribe(),
-            missed: 0,
-        }
-    }
-
-    /// The events in the history, oldest first.
-    pub fn history(&self) -> Vec<Event> {
-        self.history
+    fn ring(&self) -> MutexGuard<'_, Ring> {
+        self.shared
+            .ring
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect()
+    }
+
+    /// Converts `event` to the contract once and hands it to every cursor.
+    pub fn publish(&self, event: &Event) {
+        let now = SystemTime::now();
+        let drops = match event {
+            Event::Drop(drop) => drop.new_packets,
+            Event::Loss(_) => 0,
+        };
+        let message = Arc::new(convert::event(event, &self.shared.node, now));
+        let seq = self.ring().push(now, message, drops);
+        self.shared.published.send_replace(seq);
+    }
+
+    /// Ends every cursor once it has read what is held.
+    pub fn close(&self) {
+        self.ring().close();
+        self.shared.published.send_modify(|_| {});
+    }
+
+    /// A cursor starting at `start`, registered (for status) as `peer`.
+    pub fn cursor(&self, start: Start, peer: impl Into<String>) -> Cursor {
+        let mut woken = self.shared.published.subscribe();
+        woken.mark_unchanged();
+        let (next, pending) = self.ring().position(start);
+        Cursor {
+            hub: self.clone(),
+            next,
+            pending,
+            woken,
+            stats: self.shared.subscribers.register(peer.into()),
+        }
+    }
+
+    /// A cursor at the last `count` held events for which `keep` holds
+    /// (`Observe`'s `number` with filters).
+    pub fn cursor_last_matching(
+        &self,
+        count: u64,
+        keep: &dyn Fn(&v1::Event) -> bool,
+        peer: impl Into<String>,
+    ) -> Cursor {
+        let mut woken = self.shared.published.subscribe();
+        woken.mark_unchanged();
+        let (next, pending) = self.ring().position_last_matching(count, keep);
+        Cursor {
+            hub: self.clone(),
+            next,
+            pending,
+            woken,
+            stats: self.shared.subscribers.register(peer.into()),
+        }
+    }
+
+    /// The history's state.
+    pub fn history(&self) -> HistoryStats {
+        self.ring().stats()
+    }
+
+    /// Every open cursor.
+    pub fn subscribers(&self) -> Vec<SubscriberInfo> {
+        self.shared.subscribers.list()
     }
 }
 
-/// One subscriber's stream.
-pub struct Subscription {
-    receiver: broadcast::Receiver<Event>,
-    missed: u64,
+/// One reader's position in the hub; dropping it unregisters it.
+pub struct Cursor {
+    hub: Hub,
+    next: ring::Position,
+    pending: Option<(LossEvent, Option<SystemTime>)>,
+    woken: watch::Receiver<u64>,
+    stats: Arc<SubscriberStats>,
 }
 
-impl Subscription {
-    /// The next event, or a loss event when this subscriber fell behind;
-    /// `None` once the hub is gone.
-    pub async fn next(&mut self) -> Option<Event> {
-        match self.receiver.recv().await {
-            Ok(event) => Some(event),
-            Err(broadcast::error::RecvError::Lagged(lost)) => {
-                self.missed += lost;
-                Some(Event::Loss(LossEvent {
-                    source: LossSource::Subscriber,
-                    lost,
-                    total: self.missed,
-                    time: SystemTime::now(),
-                }))
+impl Cursor {
+    /// The next item, waiting for one to be published; `None` once the
+    /// hub is closed and everything held was read.
+    pub async fn next(&mut self) -> Option<Item> {
+        loop {
+            self.woken.mark_unchanged();
+            match self.try_next() {
+                Some(item) => return Some(item),
+                None if self.hub.ring().is_closed() => return None,
+                None => {
+                    if self.woken.changed().await.is_err() {
+                        return self.try_next();
+                    }
+                }
             }
-            Err(broadcast::error::RecvError::Closed) => None,
         }
     }
 
-    /// Events this subscriber missed so far.
-    pub fn missed(&self) -> u64 {
-        self.missed
+    /// The next item if one is there now.
+    pub fn try_next(&mut self) -> Option<Item> {
+        if let Some((loss, until)) = self.pending.take() {
+            return Some(Item::Lost(loss, until));
+        }
+        let read = self.hub.ring().read(&mut self.next);
+        match read {
+            ring::Read::Entry(entry) => {
+                self.stats.sent();
+                Some(Item::Event(entry))
+            }
+            ring::Read::Overtaken { events, drops } => {
+                let (total_events, total_drops) = self.stats.lost(events, drops);
+                Some(Item::Lost(
+                    LossEvent {
+                        source: LossSource::Subscriber,
+                        lost: events,
+                        total: total_events,
+                        lost_drops: drops,
+                        total_drops,
+                        time: SystemTime::now(),
+                    },
+                    None,
+                ))
+            }
+            ring::Read::Empty => None,
+        }
+    }
+
+    /// What this cursor read and missed so far.
+    pub fn stats(&self) -> &SubscriberStats {
+        &self.stats
+    }
+
+    /// The node this cursor's hub stamps events with.
+    pub fn node(&self) -> &str {
+        self.hub.node()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn loss(total: u64) -> Event {
-        Event::Loss(LossEvent {
-            source: LossSource::KernelRingFull,
-            lost: 1,
-            total,
-            time: SystemTime::UNIX_EPOCH,
-        })
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        self.hub.shared.subscribers.unregister(self.stats.id);
     }
+}
 
-    #[tokio::test]
-    async fn a_slow_subscriber_gets_a_loss_event_then_continues() {
-        let hub = Hub::new(FanoutConfig {
-            subscriber_queue: 2,
-            history: 3,
-        });
-        let mut slow = hub.subscribe();
-        for total in 1..=5 {
-            hub.publish(loss(total));
-        }
-        drop(hub.clone());
-        match slow.next().await {
-            Some(Event::Loss(LossEvent {
-                source: LossSource::Subscriber,
-                lost,
-                ..
-            })) => assert_eq!(lost, 3),
-            other => panic!("expected a subscriber loss, got {other:?}"),
-        }
-        assert_eq!(slow.next().await, Some(loss(4)));
-        assert_eq!(slow.next().await, Some(loss(5)));
-        assert_eq!(slow.missed(), 3);
-        assert_eq!(hub.history(), vec![loss(3), loss(4), loss(5)]);
-        drop(hub);
-        assert_eq!(slow.next().await, None, "stream ends with the hub");
+/// A loss item as the contract's message, stamped like the hub's events.
+pub fn loss_message(loss: &LossEvent, missing_until: Option<SystemTime>, node: &str) -> v1::Event {
+    let mut message = convert::event(&Event::Loss(loss.clone()), node, loss.time);
+    if let Some(v1::event::Event::Loss(converted)) = &mut message.event {
+        converted.missing_until = missing_until.map(convert::timestamp);
     }
+    message
 }

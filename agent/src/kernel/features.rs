@@ -69,6 +69,13 @@ pub fn raise_memlock_limit() {
     }
 }
 
+/// The running kernel's release (`uname -r`), or `unknown`.
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// Reads the field offsets of `skb:kfree_skb` from its format file.
 pub fn kfree_skb_format(tracefs: &Path) -> Result<TracepointOffsets, Error> {
     let path = tracefs.join("events/skb/kfree_skb/format");

@@ -3,7 +3,7 @@
 //! agent's direct views of kernel memory: the memory-mapped flow counters
 //! and the ring buffer registered with the async reactor.
 //!
-//! Receives the [`KernelConfig`](crate::config::KernelConfig); hands
+//! Receives its [`KernelConfig`]; hands
 //! [`KernelMaps`] to `capture` and keeps the links alive until dropped
 //! (dropping [`Kernel`] detaches everything).
 
@@ -19,6 +19,19 @@ pub use btf::{DropReasonNames, KernelBtf};
 pub use counters::CounterArray;
 pub use programs::{Hook, Kernel, KernelMaps, ProgramStats};
 pub use reasons::{DEFAULT_DROP_REASONS, DropReasonSet};
+
+/// How the kernel programs are loaded.
+#[derive(Clone, Debug)]
+pub struct KernelConfig {
+    /// Which hook to attach.
+    pub hook: Hook,
+    /// Which drop reasons to report.
+    pub drop_reasons: DropReasonSet,
+    /// Flows aggregated in the kernel at once.
+    pub flow_slots: u32,
+    /// Size of the ring buffer in bytes (a power of two).
+    pub ring_bytes: u32,
+}
 
 /// What can go wrong while loading and attaching.
 #[derive(Debug, thiserror::Error)]

@@ -15,8 +15,8 @@ use dropscope_abi::{FlowKey, ReasonFilter, Stat, globals, maps};
 
 use tokio::io::{Interest, unix::AsyncFd};
 
+use super::KernelConfig;
 use super::{CounterArray, DropReasonNames, Error, KernelBtf, features};
-use crate::config::KernelConfig;
 
 /// The kernel object, built by `agent/build.rs` for bpfel.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dropscope"));
@@ -30,6 +30,17 @@ pub enum Hook {
     Btf,
     /// Classic `tracepoint/skb/kfree_skb` only.
     Tracepoint,
+}
+
+impl Hook {
+    /// The program section of an attached hook (`auto` before attaching).
+    pub fn section(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Btf => "tp_btf/kfree_skb",
+            Self::Tracepoint => "tracepoint/skb/kfree_skb",
+        }
+    }
 }
 
 /// The loaded programs; dropping this detaches them.

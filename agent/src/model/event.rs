@@ -68,6 +68,9 @@ pub struct DropEvent {
     pub packets: u64,
     /// Bytes dropped so far.
     pub bytes: u64,
+    /// Drops this event adds to the earlier events of its flow: 1 for
+    /// `new`, the increase of `packets` for `update` and `end`.
+    pub new_packets: u64,
     /// First drop.
     #[serde(serialize_with = "rfc3339")]
     pub first_seen: SystemTime,
@@ -101,6 +104,8 @@ pub enum LossSource {
     Pipeline,
     /// This subscriber read too slowly and missed events.
     Subscriber,
+    /// The history asked for starts before the oldest event still held.
+    History,
 }
 
 /// Events or drops that were lost, as a message in the stream.
@@ -108,10 +113,16 @@ pub enum LossSource {
 pub struct LossEvent {
     /// Where.
     pub source: LossSource,
-    /// Lost since the previous loss event of this source.
+    /// Events lost since the previous loss event of this source (0 for
+    /// kernel sources: those drops never became events).
     pub lost: u64,
-    /// Lost since the agent started.
+    /// Events lost since the agent (or the subscription) started.
     pub total: u64,
+    /// Dropped packets lost since the previous loss event of this source
+    /// (for kernel sources: the drops, or skipped hook invocations).
+    pub lost_drops: u64,
+    /// Dropped packets lost since the agent (or the subscription) started.
+    pub total_drops: u64,
     /// When it was noticed.
     #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,

@@ -10,8 +10,10 @@ pub use record::{Conntrack, KernelStats};
 pub use record::{DropReason, DropRecord, FlowSample, Record, TcpFlags};
 pub use tuple::{Endpoint, Protocol, Tuple};
 pub mod identity;
+pub mod status;
 pub mod verdict;
 pub use identity::{Backend, Identity, Workload};
+pub use status::{Readiness, TrackStatus};
 pub use verdict::{
     ClosestMiss, Direction, DirectionReport, Explanation, FlowEnd, Hint, HintCode, PolicyRef,
     RuleRef, Verdict,

@@ -1,122 +1,332 @@
-//! The event stream on a terminal: one readable line per event, or JSON
-//! lines (`--output json`: one object per line, `{"drop": {...}}` or
-//! `{"loss": {...}}`).
+//! Events on a terminal or in a file, for `dropscope agent` and `dropscope
+//! observe` alike. Receives the contract's messages (`dropscope.v1.Event`);
+//! `json` is their proto3 JSON mapping, one object per line, the same bytes
+//! whichever command prints them; `compact` is one readable line per event;
+//! `table` aligns the same facts in columns.
 
-use std::io::Write;
+use std::{fmt::Write as _, io::Write};
 
-use crate::{
-    fanout::Subscription,
-    model::{DropEvent, Event, EventKind, Explanation, LossEvent, LossSource},
-};
+use dropscope_proto::v1;
+
+use crate::fanout::{Cursor, Item, loss_message};
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// One readable line per event.
     #[default]
-    Text,
-    /// One JSON object per line.
+    #[value(alias = "text")]
+    Compact,
+    /// The proto3 JSON mapping of `dropscope.v1.Event`, one per line.
     Json,
+    /// Aligned columns under a header.
+    Table,
 }
 
-/// Writes every event of `subscription` to stdout until the hub closes or
-/// stdout does (a closed pipe ends the sink, not the agent).
-pub async fn run(mut subscription: Subscription, format: Format) {
-    let stdout = std::io::stdout();
-    while let Some(event) = subscription.next().await {
-        let line = render(&event, format);
-        let mut out = stdout.lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+/// Whether to colour the output (only ever on a terminal).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours on.
+    pub color: bool,
+}
+
+impl Style {
+    /// Colours when `stream` is a terminal and `NO_COLOR` is not set.
+    pub fn for_terminal(stream: &impl std::io::IsTerminal) -> Self {
+        Self {
+            color: stream.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// The header line of `table`.
+pub const TABLE_HEADER: &str = "TIME                      NODE            KIND    REASON              SOURCE                                    DESTINATION                                          PROTO  VERDICT       POLICY                        COUNT";
+
+/// Writes every item of `cursor` to stdout until the hub closes or stdout
+/// does (a closed pipe ends this sink, not the agent).
+pub async fn run(mut cursor: Cursor, format: Format) {
+    let style = Style::for_terminal(&std::io::stdout());
+    let node = cursor.node().to_owned();
+    if format == Format::Table && write_line(TABLE_HEADER).is_err() {
+        return;
+    }
+    while let Some(item) = cursor.next().await {
+        let message = match item {
+            Item::Event(entry) => entry.event,
+            Item::Lost(loss, until) => std::sync::Arc::new(loss_message(&loss, until, &node)),
+        };
+        if write_line(&render(&message, format, style)).is_err() {
             tracing::info!("stdout closed; stopping the terminal output");
             return;
         }
     }
 }
 
+fn write_line(line: &str) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "{line}").and_then(|()| out.flush())
+}
+
 /// One event as one line.
-pub fn render(event: &Event, format: Format) -> String {
+pub fn render(event: &v1::Event, format: Format, style: Style) -> String {
     match format {
         Format::Json => serde_json::to_string(event)
             .unwrap_or_else(|error| format!(r#"{{"error":"cannot serialize event: {error}"}}"#)),
-        Format::Text => match event {
-            Event::Drop(drop) => text_drop(drop),
-            Event::Loss(loss) => text_loss(loss),
+        Format::Compact => match &event.event {
+            Some(v1::event::Event::Drop(drop)) => compact_drop(event, drop, style),
+            Some(v1::event::Event::Loss(loss)) => compact_loss(event, loss, style),
+            None => format!("{} {} (empty event)", time(event.time.as_ref()), event.node),
         },
+        Format::Table => table_row(event),
     }
 }
 
-fn text_drop(drop: &DropEvent) -> String {
-    let time = humantime::format_rfc3339_millis(drop.last_seen);
-    let kind = match drop.kind {
-        EventKind::New => "DROP",
-        EventKind::Update => "MORE",
-        EventKind::End => "END ",
+/// RFC 3339 with milliseconds, or `-`.
+fn time(timestamp: Option<&pbjson_types::Timestamp>) -> String {
+    timestamp.and_then(crate::convert::time_of).map_or_else(
+        || "-".to_owned(),
+        |time| humantime::format_rfc3339_millis(time).to_string(),
+    )
+}
+
+fn endpoint(endpoint: Option<&v1::Endpoint>) -> String {
+    match endpoint {
+        Some(v1::Endpoint { ip, port }) if ip.contains(':') => format!("[{ip}]:{port}"),
+        Some(v1::Endpoint { ip, port }) => format!("{ip}:{port}"),
+        None => "?".to_owned(),
+    }
+}
+
+fn protocol_name(tuple: &v1::Tuple) -> String {
+    match v1::Protocol::try_from(tuple.protocol) {
+        Ok(v1::Protocol::Tcp) => "TCP".into(),
+        Ok(v1::Protocol::Udp) => "UDP".into(),
+        Ok(v1::Protocol::Sctp) => "SCTP".into(),
+        Ok(v1::Protocol::Icmp) => "ICMP".into(),
+        Ok(v1::Protocol::Icmpv6) => "ICMPv6".into(),
+        _ => format!("IP-PROTO-{}", tuple.protocol_number),
+    }
+}
+
+/// `ns/pod`, `node NAME`, `svc ns/name`, … for an identity.
+fn who(identity: Option<&v1::Identity>) -> Option<String> {
+    use v1::identity::Identity as Kind;
+    match identity?.identity.as_ref()? {
+        Kind::Pod(pod) => Some(format!("{}/{}", pod.namespace, pod.name)),
+        Kind::Service(service) => Some(format!("svc {}/{}", service.namespace, service.name)),
+        Kind::Node(node) => Some(format!("node {}", node.name)),
+        Kind::External(_) => Some("external".into()),
+        Kind::Unknown(_) => None,
+    }
+}
+
+fn verdict_name(verdict: i32) -> &'static str {
+    match v1::Verdict::try_from(verdict) {
+        Ok(v1::Verdict::Allow) => "allow",
+        Ok(v1::Verdict::DenyEgress) => "deny_egress",
+        Ok(v1::Verdict::DenyIngress) => "deny_ingress",
+        Ok(v1::Verdict::DenyBoth) => "deny_both",
+        _ => "-",
+    }
+}
+
+/// The policies of the denying directions, `ns/name` comma-separated.
+fn deciding_policies(explanation: &v1::Explanation) -> String {
+    [&explanation.egress, &explanation.ingress]
+        .into_iter()
+        .flatten()
+        .filter(|report| !report.allowed)
+        .flat_map(|report| report.policies.iter())
+        .map(|policy| format!("{}/{}", policy.namespace, policy.name))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn kind_word(drop: &v1::DropEvent) -> &'static str {
+    match v1::DropEventKind::try_from(drop.kind) {
+        Ok(v1::DropEventKind::New) => "DROP",
+        Ok(v1::DropEventKind::Update) => "MORE",
+        Ok(v1::DropEventKind::End) => "END",
+        _ => "?",
+    }
+}
+
+/// The source and destination as pods when known, addresses otherwise,
+/// with the Service VIP and its backend when the packet was DNATed.
+fn ends(drop: &v1::DropEvent) -> (String, String) {
+    let packet = drop.packet.clone().unwrap_or_default();
+    let explanation = drop.explanation.as_ref();
+    let named = |end: Option<&v1::FlowEnd>, address: String| match who(
+        end.and_then(|end| end.identity.as_ref())
+    ) {
+        Some(name) => format!("{name} ({address})"),
+        None => address,
     };
-    let mut line = format!(
-        "{time} {kind} #{} {} {}",
-        drop.flow_id, drop.reason, drop.packet
+    let source = named(
+        explanation.and_then(|explanation| explanation.source.as_ref()),
+        endpoint(packet.source.as_ref()),
     );
-    if drop.packet.protocol == crate::model::Protocol::Tcp {
-        line.push_str(&format!(" [{}]", drop.tcp_flags_seen));
+    let mut destination = named(
+        explanation.and_then(|explanation| explanation.destination.as_ref()),
+        endpoint(packet.destination.as_ref()),
+    );
+    if let Some(conntrack) = drop.conntrack.as_ref().filter(|conntrack| conntrack.dnat) {
+        let vip = endpoint(
+            conntrack
+                .original
+                .as_ref()
+                .and_then(|original| original.destination.as_ref()),
+        );
+        let service = explanation
+            .and_then(|explanation| who(explanation.service.as_ref()))
+            .map(|service| format!("{service} "))
+            .unwrap_or_default();
+        destination = format!("{service}{vip} => {destination}");
     }
-    if let Some(ct) = &drop.conntrack
-        && (ct.is_dnat() || ct.is_snat())
+    (source, destination)
+}
+
+fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String {
+    let packet = drop.packet.clone().unwrap_or_default();
+    let reason = drop
+        .reason
+        .as_ref()
+        .map_or("?", |reason| reason.name.as_str());
+    let (source, destination) = ends(drop);
+    let mut line = format!(
+        "{} {} {} #{} {} {source} -> {destination} {}",
+        time(drop.last_seen.as_ref()),
+        event.node,
+        style.paint("31", kind_word(drop)),
+        drop.flow_id,
+        style.paint("1", reason),
+        protocol_name(&packet),
+    );
+    if !drop.tcp_flags_seen.is_empty() {
+        let _ = write!(line, " [{}]", drop.tcp_flags_seen.join("|"));
+    }
+    let _ = write!(line, " x{}", drop.packets);
+    if let Some(explanation) = &drop.explanation {
+        let verdict = verdict_name(explanation.verdict);
+        let painted = if verdict == "allow" {
+            style.paint("32", verdict)
+        } else {
+            style.paint("31", verdict)
+        };
+        let _ = write!(line, " | policy {painted}");
+        let policies = deciding_policies(explanation);
+        if !policies.is_empty() {
+            let _ = write!(line, " by {policies}");
+        }
+        for hint in &explanation.hints {
+            let _ = write!(line, "; [{}] {}", hint.code, hint.message);
+        }
+    } else if let Some(location) = drop
+        .location
+        .as_ref()
+        .filter(|location| !location.symbol.is_empty())
     {
-        line.push_str(&format!(" (sent as {})", ct.original));
-    }
-    line.push_str(&format!(" x{}", drop.packets));
-    match &drop.location.symbol {
-        Some(symbol) => line.push_str(&format!(" at {symbol}")),
-        None => line.push_str(&format!(" at {:#x}", drop.location.address)),
-    }
-    if drop.netns != 0 {
-        line.push_str(&format!(" netns {}", drop.netns));
-    }
-    if drop.ifindex != 0 {
-        line.push_str(&format!(" if {}", drop.ifindex));
+        let _ = write!(line, " at {}", location.symbol);
     }
     if !drop.aggregated {
         line.push_str(" (not aggregated: no free flow slot)");
     }
-    if let Some(explanation) = &drop.explanation {
-        line.push_str(&explained(explanation));
-    }
     line
 }
 
-/// ` | source -> destination [via Service]: verdict by policies; hints`.
-fn explained(explanation: &Explanation) -> String {
-    let mut text = format!(
-        " | {} -> {}",
-        explanation.source.identity, explanation.destination.identity
-    );
-    if let Some(service) = &explanation.service {
-        text.push_str(&format!(" via {service}"));
-    }
-    text.push_str(&format!(": NetworkPolicy {}", explanation.verdict));
-    let deciding: Vec<String> = [&explanation.egress, &explanation.ingress]
-        .into_iter()
-        .filter(|report| !report.allowed)
-        .flat_map(|report| report.policies.iter().map(ToString::to_string))
-        .collect();
-    if !deciding.is_empty() {
-        text.push_str(&format!(" ({})", deciding.join(", ")));
-    }
-    for hint in &explanation.hints {
-        text.push_str(&format!("; [{}] {}", hint.code, hint.message));
-    }
-    text
-}
-
-fn text_loss(loss: &LossEvent) -> String {
-    let time = humantime::format_rfc3339_millis(loss.time);
-    let what = match loss.source {
-        LossSource::KernelRingFull => "drops not reported: kernel ring buffer full",
-        LossSource::KernelRecursion => {
+fn loss_words(source: i32) -> &'static str {
+    match v1::LossSource::try_from(source) {
+        Ok(v1::LossSource::KernelRingFull) => "drops not reported: kernel ring buffer full",
+        Ok(v1::LossSource::KernelRecursion) => {
             "kernel hook invocations skipped (program already running on the CPU)"
         }
-        LossSource::Pipeline => "events lost between pipeline steps",
-        LossSource::Subscriber => "events missed by this output: it read too slowly",
+        Ok(v1::LossSource::Pipeline) => "events lost between pipeline steps",
+        Ok(v1::LossSource::Subscriber) => "events missed by this reader: it read too slowly",
+        Ok(v1::LossSource::History) => "events no longer held in the agent's history",
+        _ => "lost",
+    }
+}
+
+fn compact_loss(event: &v1::Event, loss: &v1::LossEvent, style: Style) -> String {
+    let mut line = format!(
+        "{} {} {} {} events, {} drops: {}",
+        time(loss.time.as_ref()),
+        event.node,
+        style.paint("33", "LOST"),
+        loss.lost_events,
+        loss.lost_drops,
+        loss_words(loss.source),
+    );
+    if let Some(until) = &loss.missing_until {
+        let _ = write!(line, " (up to {})", time(Some(until)));
+    }
+    let _ = write!(
+        line,
+        " ({} events, {} drops in total)",
+        loss.total_events, loss.total_drops
+    );
+    line
+}
+
+fn table_row(event: &v1::Event) -> String {
+    let clip = |text: &str, width: usize| -> String {
+        if text.chars().count() <= width {
+            format!("{text:<width$}")
+        } else {
+            let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+            format!("{kept}…")
+        }
     };
-    format!("{time} LOST {} {what} ({} in total)", loss.lost, loss.total)
+    match &event.event {
+        Some(v1::event::Event::Drop(drop)) => {
+            let packet = drop.packet.clone().unwrap_or_default();
+            let (source, destination) = ends(drop);
+            let (verdict, policy) =
+                drop.explanation
+                    .as_ref()
+                    .map_or(("-", String::new()), |explanation| {
+                        (
+                            verdict_name(explanation.verdict),
+                            deciding_policies(explanation),
+                        )
+                    });
+            format!(
+                "{} {} {} {} {} {} {} {} {} {}",
+                clip(&time(drop.last_seen.as_ref()), 25),
+                clip(&event.node, 15),
+                clip(kind_word(drop), 7),
+                clip(
+                    drop.reason
+                        .as_ref()
+                        .map_or("?", |reason| reason.name.as_str()),
+                    19
+                ),
+                clip(&source, 41),
+                clip(&destination, 52),
+                clip(&protocol_name(&packet), 6),
+                clip(verdict, 13),
+                clip(if policy.is_empty() { "-" } else { &policy }, 29),
+                drop.packets,
+            )
+        }
+        Some(v1::event::Event::Loss(loss)) => format!(
+            "{} {} {} {} events, {} drops: {}",
+            clip(&time(loss.time.as_ref()), 25),
+            clip(&event.node, 15),
+            clip("LOST", 7),
+            loss.lost_events,
+            loss.lost_drops,
+            loss_words(loss.source)
+        ),
+        None => String::new(),
+    }
 }

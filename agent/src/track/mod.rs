@@ -9,11 +9,11 @@
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::model::{
     DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Record,
-    record::KernelStats,
+    TrackStatus, record::KernelStats,
 };
 
 /// The flow tracker.
@@ -65,6 +65,7 @@ impl Tracker {
             ingress_ifindex: drop.ingress_ifindex,
             packets: 1,
             bytes: u64::from(drop.len),
+            new_packets: 1,
             first_seen: drop.time,
             last_seen: drop.time,
             aggregated: drop.slot.is_some(),
@@ -87,6 +88,7 @@ impl Tracker {
         } else {
             EventKind::Update
         };
+        event.new_packets = sample.packets.saturating_sub(flow.packets);
         event.packets = sample.packets;
         event.bytes = sample.bytes;
         event.first_seen = sample.first;
@@ -104,12 +106,15 @@ impl Tracker {
     fn on_stats(&mut self, stats: KernelStats) -> Vec<Event> {
         let now = SystemTime::now();
         let mut events = Vec::new();
+        // Kernel losses are drops that never became events.
         let mut loss = |source, before: u64, after: u64| {
             if after > before {
                 events.push(Event::Loss(LossEvent {
                     source,
-                    lost: after - before,
-                    total: after,
+                    lost: 0,
+                    total: 0,
+                    lost_drops: after - before,
+                    total_drops: after,
                     time: now,
                 }));
             }
@@ -135,18 +140,27 @@ impl Tracker {
     }
 
     /// Runs until `input` closes (or `output` does), sending every event
-    /// on; returns the last kernel statistics. Waits when `output` is full:
-    /// the pressure goes back to the kernel ring, where losses are counted.
+    /// on and its status to `status`; returns the last kernel statistics.
+    /// Waits when `output` is full: the pressure goes back to the kernel
+    /// ring, where losses are counted.
     pub async fn run(
         mut self,
         mut input: mpsc::Receiver<Record>,
         output: mpsc::Sender<Event>,
+        status: watch::Sender<TrackStatus>,
     ) -> KernelStats {
         while let Some(record) = input.recv().await {
+            let is_stats = matches!(record, Record::Stats(_));
             for event in self.on_record(record) {
                 if output.send(event).await.is_err() {
                     return self.stats;
                 }
+            }
+            if is_stats {
+                status.send_replace(TrackStatus {
+                    kernel: self.stats,
+                    active_flows: self.flows.len() as u64,
+                });
             }
         }
         self.stats

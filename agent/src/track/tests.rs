@@ -42,13 +42,21 @@ fn a_flow_is_new_then_updated_then_ended_with_cumulative_counts() {
         (EventKind::Update, 4, first.flow_id)
     );
     assert_eq!(
+        (first.new_packets, update.new_packets),
+        (1, 3),
+        "each event says how many drops it adds"
+    );
+    assert_eq!(
         update.packet, first.packet,
         "updates carry the flow's tuple"
     );
 
     let end = tracker.on_record(Record::Sample(sample(3, 5, true)));
     let end = drop_of(&end[0]);
-    assert_eq!((end.kind, end.packets), (EventKind::End, 5));
+    assert_eq!(
+        (end.kind, end.packets, end.new_packets),
+        (EventKind::End, 5, 1)
+    );
     assert!(tracker.is_empty(), "ended flows are forgotten");
     assert!(
         tracker
@@ -88,7 +96,7 @@ fn kernel_losses_become_loss_events_with_deltas() {
     match &events[..] {
         [Event::Loss(loss)] => {
             assert_eq!(
-                (loss.source, loss.lost, loss.total),
+                (loss.source, loss.lost_drops, loss.total_drops),
                 (LossSource::KernelRingFull, 7, 7)
             );
         }
@@ -98,8 +106,8 @@ fn kernel_losses_become_loss_events_with_deltas() {
     assert!(matches!(
         &events[..],
         [Event::Loss(LossEvent {
-            lost: 2,
-            total: 9,
+            lost_drops: 2,
+            total_drops: 9,
             ..
         })]
     ));

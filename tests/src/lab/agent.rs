@@ -1,13 +1,19 @@
 //! The real `dropscope` binary (path in `DROPSCOPE_BIN`, set by
-//! `cargo xtask test`), run as a child with JSON output; its events are
-//! collected as they arrive and queried by the tests.
+//! `cargo xtask test`), run as a child with JSON output (the proto3 JSON
+//! mapping of `dropscope.v1.Event`); its events are collected as they
+//! arrive and queried by the tests. Each agent serves its API on its own
+//! Unix socket and its metrics on a port of its own.
 
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -19,7 +25,11 @@ pub struct Agent {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     log: Arc<Mutex<String>>,
+    socket: PathBuf,
 }
+
+/// Agents started by this process, for unique socket names.
+static STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// One side of a tuple in an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +47,8 @@ pub struct DropView {
     pub flow_id: u64,
     /// new, update or end.
     pub kind: String,
+    /// The node the event names.
+    pub node: String,
     /// Reason name.
     pub reason: String,
     /// Packet source.
@@ -57,32 +69,57 @@ pub struct DropView {
     pub raw: Value,
 }
 
+/// A proto3 JSON 64-bit integer: a string (or a number from lenient writers).
+pub fn json_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::String(text) => text.parse().ok(),
+        other => other.as_u64(),
+    }
+}
+
 impl DropView {
-    fn parse(drop: &Value) -> Option<Self> {
+    /// The drop of one `dropscope.v1.Event` in its proto3 JSON form, with
+    /// the enum prefixes taken off (`new`, `TCP`).
+    pub fn parse(event: &Value) -> Option<Self> {
+        let drop = event.get("drop")?;
         let endpoint = |value: &Value| -> Option<EndpointView> {
             Some(EndpointView {
                 ip: value.get("ip")?.as_str()?.parse().ok()?,
-                port: u16::try_from(value.get("port")?.as_u64()?).ok()?,
+                // proto3 JSON omits zero values.
+                port: u16::try_from(value.get("port").and_then(Value::as_u64).unwrap_or(0)).ok()?,
             })
         };
         let pair = |tuple: Option<&Value>| -> Option<(EndpointView, EndpointView)> {
             let tuple = tuple?;
-            Some((endpoint(tuple.get("src")?)?, endpoint(tuple.get("dst")?)?))
+            Some((
+                endpoint(tuple.get("source")?)?,
+                endpoint(tuple.get("destination")?)?,
+            ))
         };
         let packet = drop.get("packet")?;
         let conntrack = drop.get("conntrack");
+        let kind = drop.get("kind")?.as_str()?;
+        let protocol = packet.get("protocol")?.as_str()?;
         Some(Self {
-            flow_id: drop.get("flow_id")?.as_u64()?,
-            kind: drop.get("kind")?.as_str()?.to_owned(),
-            reason: drop.get("reason")?.as_str()?.to_owned(),
-            src: endpoint(packet.get("src")?)?,
-            dst: endpoint(packet.get("dst")?)?,
-            protocol: packet.get("protocol")?.as_str()?.to_owned(),
-            packets: drop.get("packets")?.as_u64()?,
+            flow_id: json_u64(drop.get("flowId")?)?,
+            kind: kind
+                .strip_prefix("DROP_EVENT_KIND_")
+                .unwrap_or(kind)
+                .to_ascii_lowercase(),
+            node: event.get("node")?.as_str()?.to_owned(),
+            reason: drop.get("reason")?.get("name")?.as_str()?.to_owned(),
+            src: endpoint(packet.get("source")?)?,
+            dst: endpoint(packet.get("destination")?)?,
+            protocol: match protocol.strip_prefix("PROTOCOL_").unwrap_or(protocol) {
+                "ICMPV6" => "ICMPv6".to_owned(),
+                other => other.to_owned(),
+            },
+            packets: json_u64(drop.get("packets")?)?,
             tcp_flags: drop
-                .get("tcp_flags")?
-                .as_array()?
-                .iter()
+                .get("tcpFlags")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
                 .filter_map(|flag| flag.as_str().map(str::to_owned))
                 .collect(),
             original: pair(conntrack.and_then(|ct| ct.get("original"))),
@@ -97,15 +134,30 @@ impl Agent {
     /// samples, 3 s idle timeout, unless `extra` sets them) plus `extra`
     /// arguments, and waits until it is attached.
     pub fn start(extra: &[&str]) -> Result<Self> {
-        let mut defaults = Vec::new();
+        let mut defaults: Vec<String> = Vec::new();
         for (flag, value) in [("--sample-interval", "200ms"), ("--idle-timeout", "3s")] {
             if !extra.contains(&flag) {
-                defaults.extend([flag, value]);
+                defaults.extend([flag.to_owned(), value.to_owned()]);
             }
         }
         let binary = std::env::var("DROPSCOPE_BIN").context(
             "DROPSCOPE_BIN is not set: run the end-to-end tests with `cargo xtask test --e2e`",
         )?;
+        let socket = std::env::temp_dir().join(format!(
+            "dropscope-e2e-{}-{}.sock",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let listen = format!("unix:{}", socket.display());
+        for (flag, value) in [
+            ("--listen", listen.as_str()),
+            ("--metrics-listen", "127.0.0.1:0"),
+            ("--node-name", "lab-node"),
+        ] {
+            if !extra.contains(&flag) {
+                defaults.extend([flag.to_owned(), value.to_owned()]);
+            }
+        }
         let mut child = Command::new(&binary)
             .args(["--log-level", "info", "agent", "--output", "json"])
             .args(&defaults)
@@ -137,7 +189,12 @@ impl Agent {
                 log.push('\n');
             }
         });
-        let mut agent = Self { child, events, log };
+        let mut agent = Self {
+            child,
+            events,
+            log,
+            socket,
+        };
         let started = Instant::now();
         while !agent.log().contains("dropscope agent running") {
             if let Some(status) = agent.child.try_wait()? {
@@ -154,6 +211,35 @@ impl Agent {
         Ok(agent)
     }
 
+    /// The agent's API address (`unix:PATH`), for `dropscope observe`.
+    pub fn server(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// Where the agent serves metrics, from its log.
+    pub fn metrics_address(&self) -> Result<SocketAddr> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains("metrics listening"))
+            .context("the agent logged no metrics address")?;
+        let address = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("address="))
+            .context("no address= in the metrics line")?;
+        address
+            .parse()
+            .with_context(|| format!("metrics address {address:?}"))
+    }
+
+    /// Every event so far, as printed.
+    pub fn events(&self) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Everything the agent logged so far.
     pub fn log(&self) -> String {
         self.log
@@ -168,7 +254,7 @@ impl Agent {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter_map(|event| event.get("drop").and_then(DropView::parse))
+            .filter_map(DropView::parse)
             .filter(|drop| keep(drop))
             .collect()
     }
@@ -254,5 +340,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }

@@ -1,0 +1,156 @@
+//! One `Observe` stream: the request checked and turned into a plan (where
+//! to start in the hub, when to stop, which events pass), then a task that
+//! walks a hub cursor and sends what passes. The task holds only a cursor
+//! and a small send queue: a client that stops reading stalls its own task,
+//! never the hub or the other streams, and is told what it missed.
+
+use std::{sync::Arc, time::SystemTime};
+
+use dropscope_proto::v1;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::filter::Filters;
+use crate::{
+    convert,
+    fanout::{Cursor, Hub, Item, Start, loss_message},
+};
+
+/// Messages queued per stream before its task waits for the client.
+const SEND_QUEUE: usize = 64;
+
+/// What a request asks for.
+pub struct Plan {
+    start: Begin,
+    follow: bool,
+    until: Option<SystemTime>,
+    first: Option<u64>,
+    filters: Filters,
+}
+
+enum Begin {
+    At(Start),
+    LastMatching(u64),
+}
+
+/// An invalid request, naming the field.
+fn invalid(field: &str, why: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {why}"))
+}
+
+impl Plan {
+    /// Checks `request`; errors are `INVALID_ARGUMENT` naming the field.
+    pub fn new(
+        request: &v1::ObserveRequest,
+        known_reason: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, Status> {
+        if request.first > 0 && request.follow {
+            return Err(invalid(
+                "first",
+                "cannot be combined with follow (use number)",
+            ));
+        }
+        if request.first > 0 && request.number > 0 {
+            return Err(invalid("first", "cannot be combined with number"));
+        }
+        if request.number > 0 && request.since.is_some() {
+            return Err(invalid("number", "cannot be combined with since"));
+        }
+        let time = |field: &str, value: &Option<pbjson_types::Timestamp>| {
+            value
+                .as_ref()
+                .map(|timestamp| {
+                    convert::time_of(timestamp)
+                        .ok_or_else(|| invalid(field, "not a valid time after 1970"))
+                })
+                .transpose()
+        };
+        let since = time("since", &request.since)?;
+        let until = time("until", &request.until)?;
+        if let (Some(since), Some(until)) = (since, until)
+            && until < since
+        {
+            return Err(invalid("until", "is before since"));
+        }
+        let filters = Filters::compile(&request.allow, &request.deny, known_reason)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let start = match (since, request.number, request.first) {
+            (Some(since), _, _) => Begin::At(Start::Since(since)),
+            (None, number, _) if number > 0 => Begin::LastMatching(number),
+            (None, _, first) if first > 0 => Begin::At(Start::Oldest),
+            _ => Begin::At(Start::Live),
+        };
+        Ok(Self {
+            start,
+            follow: request.follow,
+            until,
+            first: (request.first > 0).then_some(request.first),
+            filters,
+        })
+    }
+
+    /// Opens the cursor and starts the stream's task; returns what the
+    /// gRPC response streams.
+    pub fn start(self, hub: &Hub, peer: String) -> mpsc::Receiver<Result<v1::Event, Status>> {
+        let cursor = match self.start {
+            Begin::At(start) => hub.cursor(start, peer),
+            Begin::LastMatching(count) => {
+                let filters = &self.filters;
+                hub.cursor_last_matching(count, &|event| filters.matches(event), peer)
+            }
+        };
+        // Without follow, the stream ends at what is published now.
+        let end = (!self.follow).then(|| hub.history().published);
+        let (sender, receiver) = mpsc::channel(SEND_QUEUE);
+        tokio::spawn(self.run(cursor, end, sender));
+        receiver
+    }
+
+    async fn run(
+        self,
+        mut cursor: Cursor,
+        end: Option<u64>,
+        sender: mpsc::Sender<Result<v1::Event, Status>>,
+    ) {
+        let node = cursor.node().to_owned();
+        let mut sent_matching = 0;
+        loop {
+            let item = match end {
+                Some(_) => cursor.try_next(),
+                None => match self.until {
+                    Some(until) => {
+                        let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+                        tokio::select! {
+                            item = cursor.next() => item,
+                            () = tokio::time::sleep(wait) => None,
+                        }
+                    }
+                    None => cursor.next().await,
+                },
+            };
+            let message = match item {
+                None => return,
+                Some(Item::Lost(loss, until)) => Arc::new(loss_message(&loss, until, &node)),
+                Some(Item::Event(entry)) => {
+                    if end.is_some_and(|end| entry.seq > end) {
+                        return;
+                    }
+                    if self.until.is_some_and(|until| entry.time >= until) {
+                        return;
+                    }
+                    if !self.filters.matches(&entry.event) {
+                        continue;
+                    }
+                    sent_matching += 1;
+                    entry.event
+                }
+            };
+            if sender.send(Ok(v1::Event::clone(&message))).await.is_err() {
+                return;
+            }
+            if self.first.is_some_and(|first| sent_matching >= first) {
+                return;
+            }
+        }
+    }
+}

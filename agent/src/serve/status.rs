@@ -1,0 +1,179 @@
+//! What `GetStatus` reports, gathered from where each fact lives: the hub
+//! (history, subscribers, losses), the tracker's status channel (kernel
+//! counters, flows), the kernel as loaded (hook, features, programs) and
+//! the metadata store.
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
+
+use dropscope_proto::v1;
+use tokio::sync::{RwLock, watch};
+
+use crate::{
+    convert,
+    enrich::store::Store,
+    fanout::Hub,
+    model::{Readiness, TrackStatus},
+};
+
+/// What the kernel side is, once loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// The hook attached (`tp_btf/kfree_skb`, …).
+    pub hook: String,
+    /// `uname -r`.
+    pub release: String,
+    /// Features detected.
+    pub features: Vec<String>,
+    /// Programs attached, by name.
+    pub programs: Vec<String>,
+}
+
+/// Where metadata comes from and the store, when there is one.
+#[derive(Clone, Default)]
+pub struct MetadataState {
+    /// The source.
+    pub source: MetadataSource,
+    /// The store (`None` without metadata).
+    pub store: Option<Arc<RwLock<Store>>>,
+}
+
+/// Where metadata comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// None.
+    #[default]
+    None,
+    /// A snapshot file.
+    Snapshot,
+    /// The live API server.
+    Kubernetes,
+}
+
+/// Everything the API reports about the agent; cheap to clone.
+#[derive(Clone)]
+pub struct AgentState {
+    /// This node's name.
+    pub node: String,
+    /// When the agent started.
+    pub started: SystemTime,
+    /// Set once the programs are attached.
+    pub kernel: Arc<OnceLock<KernelInfo>>,
+    /// The tracker's latest status.
+    pub track: watch::Receiver<TrackStatus>,
+    /// Readiness.
+    pub ready: watch::Receiver<Readiness>,
+    /// Metadata, set once loaded.
+    pub metadata: Arc<OnceLock<MetadataState>>,
+    /// Metadata source as configured (known before it is loaded).
+    pub metadata_source: MetadataSource,
+    /// Drop reason names of the running kernel, set once loaded.
+    pub reasons: Arc<OnceLock<Vec<String>>>,
+}
+
+impl AgentState {
+    /// The `GetStatus` answer now.
+    pub async fn report(&self, hub: &Hub) -> v1::GetStatusResponse {
+        let kernel = self.kernel.get().cloned().unwrap_or_default();
+        let track = *self.track.borrow();
+        let stats = track.kernel;
+        let history = hub.history();
+        let subscribers = hub.subscribers();
+        let (lost_events, lost_drops) =
+            subscribers
+                .iter()
+                .fold((0, 0), |(events, drops), subscriber| {
+                    (
+                        events + subscriber.lost_events,
+                        drops + subscriber.lost_drops,
+                    )
+                });
+        let mut losses = vec![
+            v1::LossCount {
+                source: v1::LossSource::KernelRingFull as i32,
+                events: 0,
+                drops: stats.lost_ring_full,
+            },
+            v1::LossCount {
+                source: v1::LossSource::KernelRecursion as i32,
+                events: 0,
+                drops: stats.recursion_misses,
+            },
+        ];
+        losses.push(v1::LossCount {
+            source: v1::LossSource::Subscriber as i32,
+            events: lost_events,
+            drops: lost_drops,
+        });
+        let now = SystemTime::now();
+        let uptime = now.duration_since(self.started).unwrap_or_default();
+        v1::GetStatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            node: self.node.clone(),
+            started: Some(convert::timestamp(self.started)),
+            uptime: Some(pbjson_types::Duration {
+                seconds: i64::try_from(uptime.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(uptime.subsec_nanos()).unwrap_or(0),
+            }),
+            hook: kernel.hook,
+            kernel_release: kernel.release,
+            kernel_features: kernel.features,
+            programs: kernel.programs,
+            kernel: Some(v1::KernelCounters {
+                seen: stats.seen,
+                filtered: stats.filtered,
+                not_ip: stats.not_ip,
+                aggregated: stats.aggregated,
+                new_flows: stats.new_flows,
+                unaggregated: stats.unaggregated,
+                lost_ring_full: stats.lost_ring_full,
+                read_errors: stats.read_errors,
+                recursion_misses: stats.recursion_misses,
+            }),
+            events_published: history.published,
+            active_flows: track.active_flows,
+            losses,
+            metadata: Some(self.metadata_status().await),
+            history: Some(v1::HistoryStatus {
+                capacity: history.capacity as u64,
+                held: history.held as u64,
+                evicted: history.evicted,
+                oldest: history.oldest.map(convert::timestamp),
+            }),
+            subscribers: subscribers
+                .into_iter()
+                .map(|subscriber| v1::SubscriberStatus {
+                    id: subscriber.id,
+                    peer: subscriber.peer,
+                    since: Some(convert::timestamp(subscriber.since)),
+                    sent_events: subscriber.sent_events,
+                    lost_events: subscriber.lost_events,
+                    lost_drops: subscriber.lost_drops,
+                })
+                .collect(),
+            ready: self.ready.borrow().is_ready(),
+        }
+    }
+
+    async fn metadata_status(&self) -> v1::MetadataStatus {
+        let source = match self.metadata_source {
+            MetadataSource::None => v1::MetadataSource::None,
+            MetadataSource::Snapshot => v1::MetadataSource::Snapshot,
+            MetadataSource::Kubernetes => v1::MetadataSource::Kubernetes,
+        };
+        let mut objects = std::collections::HashMap::new();
+        if let Some(store) = self.metadata.get().and_then(|state| state.store.as_ref()) {
+            let counts = store.read().await.counts();
+            for (kind, count) in counts.by_kind() {
+                objects.insert(kind.to_owned(), count as u64);
+            }
+        }
+        v1::MetadataStatus {
+            source: source as i32,
+            synced: self.ready.borrow().metadata_synced,
+            objects,
+        }
+    }
+}
