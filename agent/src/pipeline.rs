@@ -184,6 +184,18 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         publish(explained_rx, hub.clone(), Arc::clone(&metrics), track_rx)
             .instrument(tracing::info_span!("fanout")),
     );
+    let refresher = tokio::spawn(
+        refresh_metrics(
+            hub.clone(),
+            Arc::clone(&metrics),
+            state.clone(),
+            cost_probe
+                .as_ref()
+                .map(|(probe, _)| probe.try_clone())
+                .transpose()?,
+        )
+        .instrument(tracing::info_span!("metrics")),
+    );
     let explainer = tokio::spawn(
         Explainer::new(store)
             .run(event_rx, explained_tx)
@@ -217,6 +229,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         None => capture.await,
     };
     let stats = drain(tracker, explainer, publisher).await?;
+    refresher.abort();
     hub.close();
     if let Some(printer) = printer {
         finish_printing(printer).await?;
@@ -277,6 +290,47 @@ async fn publish(
     }
     let status = *track.borrow();
     metrics.set_kernel(&status.kernel, status.active_flows);
+}
+
+/// How often gauges read from elsewhere (subscribers, metadata, program
+/// run time) are brought up to date.
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Keeps the metrics that are read rather than pushed current: open
+/// subscribers and what they missed, metadata object counts (a live watch
+/// changes them), and the program's run time with --bpf-stats.
+async fn refresh_metrics(
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    state: AgentState,
+    program: Option<kernel::programs::ProgramStatsReader>,
+) {
+    let mut tick = tokio::time::interval(METRICS_REFRESH);
+    let mut reported = (0, 0);
+    loop {
+        tick.tick().await;
+        metrics.set_subscribers(hub.subscribers().len() as u64);
+        let lost = hub.subscriber_losses();
+        if lost != reported {
+            metrics.subscriber_lost(lost.0 - reported.0, lost.1 - reported.1);
+            reported = lost;
+        }
+        if let Some(store) = state
+            .metadata
+            .get()
+            .and_then(|metadata| metadata.store.as_ref())
+        {
+            let counts = store.read().await.counts();
+            let synced = state.ready.borrow().metadata_synced;
+            metrics.set_metadata(
+                &counts.by_kind().map(|(kind, count)| (kind, count as u64)),
+                synced,
+            );
+        }
+        if let Some(stats) = program.as_ref().and_then(|program| program.read().ok()) {
+            metrics.set_program_runtime("kfree_skb", stats.run_count, stats.run_time_ns);
+        }
+    }
 }
 
 /// The API and metrics servers, running until told the agent is stopping.

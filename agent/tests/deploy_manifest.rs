@@ -56,6 +56,14 @@ fn the_daemonset_settings_are_flags_the_agent_accepts() {
     argv.extend(args.iter().cloned());
     for variable in container["env"].as_sequence().expect("env") {
         let name = variable["name"].as_str().expect("env name");
+        if name == "NODE_NAME" {
+            assert_eq!(
+                variable["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+                Some("spec.nodeName"),
+                "NODE_NAME comes from the downward API"
+            );
+            continue;
+        }
         let value = variable["value"].as_str().expect("env value");
         let flag = command
             .get_arguments()
@@ -79,6 +87,30 @@ fn the_daemonset_settings_are_flags_the_agent_accepts() {
         }
     }
     Cli::try_parse_from(&argv).unwrap_or_else(|error| panic!("{argv:?}: {error}"));
+}
+
+#[test]
+fn the_probes_use_the_metrics_port_the_agent_listens_on() {
+    let container = daemonset_container();
+    let listen = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .find(|variable| variable["name"].as_str() == Some("DROPSCOPE_METRICS_LISTEN"))
+        .and_then(|variable| variable["value"].as_str())
+        .expect("DROPSCOPE_METRICS_LISTEN");
+    let port = container["ports"][0]["containerPort"]
+        .as_u64()
+        .expect("a metrics port");
+    assert!(listen.ends_with(&format!(":{port}")), "{listen} vs {port}");
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
 }
 
 #[test]

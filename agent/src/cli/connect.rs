@@ -62,7 +62,8 @@ impl Connection {
         Ok(ObserverClient::new(self.channel().await?).max_decoding_message_size(64 * 1024 * 1024))
     }
 
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    /// A connected channel, for any service the agent serves.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         // The URI is only a label here: the connector below dials.
         let endpoint = Endpoint::from_static("http://dropscope.agent");
         let server = self.server.clone();

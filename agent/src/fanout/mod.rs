@@ -173,6 +173,12 @@ impl Hub {
     pub fn subscribers(&self) -> Vec<SubscriberInfo> {
         self.shared.subscribers.list()
     }
+
+    /// Events and dropped packets every reader (closed ones included)
+    /// missed since start.
+    pub fn subscriber_losses(&self) -> (u64, u64) {
+        self.shared.subscribers.lost()
+    }
 }
 
 /// One reader's position in the hub; dropping it unregisters it.

@@ -14,6 +14,7 @@ use std::{
 /// One reader's counters.
 #[derive(Debug)]
 pub struct SubscriberStats {
+    totals: Arc<Totals>,
     /// Unique per agent run.
     pub id: u64,
     /// Who it is (a socket peer, `stdout`, …).
@@ -32,6 +33,8 @@ impl SubscriberStats {
 
     /// Adds a loss; returns the totals.
     pub(super) fn lost(&self, events: u64, drops: u64) -> (u64, u64) {
+        self.totals.events.fetch_add(events, Ordering::Relaxed);
+        self.totals.drops.fetch_add(drops, Ordering::Relaxed);
         let events = self.lost_events.fetch_add(events, Ordering::Relaxed) + events;
         let drops = self.lost_drops.fetch_add(drops, Ordering::Relaxed) + drops;
         (events, drops)
@@ -67,17 +70,26 @@ pub struct SubscriberInfo {
     pub lost_drops: u64,
 }
 
+/// Losses of every reader since start, closed ones included.
+#[derive(Debug, Default)]
+struct Totals {
+    events: AtomicU64,
+    drops: AtomicU64,
+}
+
 /// The open readers.
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<SubscriberStats>>>,
+    totals: Arc<Totals>,
 }
 
 impl Registry {
     pub fn register(&self, peer: String) -> Arc<SubscriberStats> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let stats = Arc::new(SubscriberStats {
+            totals: Arc::clone(&self.totals),
             id,
             peer,
             since: SystemTime::now(),
@@ -97,6 +109,14 @@ impl Registry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
+    }
+
+    /// Events and drops every reader missed since start.
+    pub fn lost(&self) -> (u64, u64) {
+        (
+            self.totals.events.load(Ordering::Relaxed),
+            self.totals.drops.load(Ordering::Relaxed),
+        )
     }
 
     pub fn list(&self) -> Vec<SubscriberInfo> {

@@ -12,6 +12,9 @@ mod service;
 pub mod status;
 pub mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::{

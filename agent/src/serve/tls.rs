@@ -203,3 +203,75 @@ impl ReloadingConfig {
         Arc::clone(&current.1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn write_certificate(dir: &Path, name: &str) -> TlsFiles {
+        let issued =
+            rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("certificate");
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            ca: None,
+        };
+        std::fs::write(&files.cert, issued.cert.pem()).expect("write cert");
+        std::fs::write(&files.key, issued.signing_key.serialize_pem()).expect("write key");
+        files
+    }
+
+    /// Moves a file's modification time forward, as a renewal would.
+    fn touch_later(path: &Path, seconds: u64) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        file.set_modified(SystemTime::now() + Duration::from_secs(seconds))
+            .expect("set mtime");
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_picked_up_and_a_broken_one_keeps_the_last_good() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = write_certificate(dir.path(), "first.example");
+        let reloading = ReloadingConfig::new(files.clone()).expect("loads");
+        let first = reloading.get();
+        assert!(
+            Arc::ptr_eq(&first, &reloading.get()),
+            "unchanged files: same config"
+        );
+
+        write_certificate(dir.path(), "second.example");
+        touch_later(&files.cert, 10);
+        touch_later(&files.key, 10);
+        let second = reloading.get();
+        assert!(!Arc::ptr_eq(&first, &second), "renewed files are reloaded");
+
+        std::fs::write(&files.key, "not a key").expect("break key");
+        touch_later(&files.key, 20);
+        assert!(
+            Arc::ptr_eq(&second, &reloading.get()),
+            "a broken renewal keeps the last good configuration"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = TlsFiles {
+            cert: dir.path().join("missing.pem"),
+            key: dir.path().join("key.pem"),
+            ca: None,
+        };
+        let error = server_config(&files).expect_err("no file").to_string();
+        assert!(error.contains("missing.pem"), "{error}");
+        std::fs::write(&files.cert, "no PEM here").expect("write");
+        let error = server_config(&files)
+            .expect_err("no certificate")
+            .to_string();
+        assert!(error.contains("no PEM certificate"), "{error}");
+    }
+}
