@@ -2,32 +2,14 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use serde::{Serialize, Serializer};
-
 use super::{
-    record::{Conntrack, DropReason, TcpFlags},
+    record::{Conntrack, DropReason, KernelLocation, TcpFlags},
     tuple::Tuple,
     verdict::Explanation,
 };
 
-/// A kernel code address and, when it could be resolved, `function+offset`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct KernelLocation {
-    /// The address (as `/proc/kallsyms` numbers it).
-    #[serde(serialize_with = "hex")]
-    pub address: u64,
-    /// `function+0xoffset`, when the address resolves.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<Arc<str>>,
-}
-
-fn hex<S: Serializer>(address: &u64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&format_args!("{address:#x}"))
-}
-
 /// Where a drop event stands in the life of its flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     /// First drop of the flow.
     New,
@@ -38,7 +20,7 @@ pub enum EventKind {
 }
 
 /// A dropped flow: one per first sight, then updates with cumulative counts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DropEvent {
     /// Identifies the flow across its `new`, `update` and `end` events
     /// (unique per agent run).
@@ -52,7 +34,6 @@ pub struct DropEvent {
     /// The tuple in the packet headers at the drop (post-NAT).
     pub packet: Tuple,
     /// Conntrack tuples (original before NAT, reply after), when present.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub conntrack: Option<Conntrack>,
     /// TCP flags of the first dropped packet.
     pub tcp_flags: TcpFlags,
@@ -72,10 +53,8 @@ pub struct DropEvent {
     /// `new`, the increase of `packets` for `update` and `end`.
     pub new_packets: u64,
     /// First drop.
-    #[serde(serialize_with = "rfc3339")]
     pub first_seen: SystemTime,
     /// Latest drop.
-    #[serde(serialize_with = "rfc3339")]
     pub last_seen: SystemTime,
     /// False when the kernel had no free flow slot and reported this drop
     /// on its own (it is then exactly one packet).
@@ -83,18 +62,11 @@ pub struct DropEvent {
     /// Who the two ends are and what NetworkPolicy says about the flow
     /// (which policy denies it, the closest rule, named traps, a fix), when
     /// the agent has cluster metadata (`--snapshot` or `--kubernetes`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<Arc<Explanation>>,
 }
 
-/// Serializes a time as RFC 3339 with nanoseconds, UTC.
-pub fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_rfc3339_nanos(*time))
-}
-
 /// Where events were lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossSource {
     /// The kernel ring buffer was full: drops not in any event.
     KernelRingFull,
@@ -109,7 +81,7 @@ pub enum LossSource {
 }
 
 /// Events or drops that were lost, as a message in the stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LossEvent {
     /// Where.
     pub source: LossSource,
@@ -124,13 +96,11 @@ pub struct LossEvent {
     /// Dropped packets lost since the agent (or the subscription) started.
     pub total_drops: u64,
     /// When it was noticed.
-    #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
 }
 
 /// What flows to the sinks.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A dropped flow.
     Drop(Arc<DropEvent>),

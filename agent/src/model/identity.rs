@@ -5,11 +5,10 @@
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use ipnet::IpNet;
-use serde::Serialize;
 
 /// The controller that owns a pod, walked up to the workload a user names
 /// (a ReplicaSet's Deployment, a Job's CronJob when it can be told).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Workload {
     /// `Deployment`, `StatefulSet`, `DaemonSet`, `Job`, `CronJob`, `ReplicaSet`, …
     pub kind: String,
@@ -18,20 +17,18 @@ pub struct Workload {
 }
 
 /// Where a Service VIP sent the packet (the DNAT target), when known.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Backend {
     /// The backend address.
     pub ip: IpAddr,
     /// The target port (post-DNAT).
     pub port: u16,
     /// `namespace/name` of the backend pod, when the address is a known pod.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
 }
 
 /// The identity of one address.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
     /// A pod (for a host-network pod the address is its node's).
     Pod {
@@ -44,10 +41,8 @@ pub enum Identity {
         /// Labels.
         labels: BTreeMap<String, String>,
         /// The owning workload, when it has one.
-        #[serde(skip_serializing_if = "Option::is_none")]
         workload: Option<Workload>,
         /// The node it is scheduled on.
-        #[serde(skip_serializing_if = "Option::is_none")]
         node: Option<String>,
         /// True when it shares its node's network namespace.
         host_network: bool,
@@ -59,10 +54,8 @@ pub enum Identity {
         /// Name.
         name: String,
         /// The name of the Service port the packet was for, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
         port_name: Option<String>,
         /// The backend it was DNATed to, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
         backend: Option<Backend>,
     },
     /// A node's address (kubelet, host-network processes).

@@ -5,8 +5,8 @@ pub mod event;
 pub mod record;
 pub mod tuple;
 
-pub use event::{DropEvent, Event, EventKind, KernelLocation, LossEvent, LossSource};
-pub use record::{Conntrack, KernelStats};
+pub use event::{DropEvent, Event, EventKind, LossEvent, LossSource};
+pub use record::{Conntrack, KernelLocation, KernelStats};
 pub use record::{DropReason, DropRecord, FlowSample, Record, TcpFlags};
 pub use tuple::{Endpoint, Protocol, Tuple};
 pub mod identity;

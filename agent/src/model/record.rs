@@ -3,9 +3,7 @@
 
 use std::{fmt, sync::Arc, time::SystemTime};
 
-use serde::{Serialize, Serializer};
-
-use super::{event::KernelLocation, tuple::Tuple};
+use super::tuple::Tuple;
 
 /// A value of the running kernel's `enum skb_drop_reason`, with its name
 /// from the kernel's BTF (without the `SKB_DROP_REASON_` prefix).
@@ -26,10 +24,13 @@ impl fmt::Display for DropReason {
     }
 }
 
-impl Serialize for DropReason {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
+/// A kernel code address and, when it could be resolved, `function+offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KernelLocation {
+    /// The address (as `/proc/kallsyms` numbers it).
+    pub address: u64,
+    /// `function+0xoffset`, when the address resolves.
+    pub symbol: Option<Arc<str>>,
 }
 
 /// TCP header flags.
@@ -75,14 +76,8 @@ impl fmt::Display for TcpFlags {
     }
 }
 
-impl Serialize for TcpFlags {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.names())
-    }
-}
-
 /// The conntrack entry a dropped packet carried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conntrack {
     /// Original direction, as the client sent it (e.g. to a Service VIP).
     pub original: Tuple,
@@ -161,7 +156,7 @@ pub struct FlowSample {
 }
 
 /// Cumulative kernel-side statistics (sums over CPUs since load).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {
     /// Freed skbs the hook saw.
     pub seen: u64,

@@ -2,8 +2,6 @@
 
 use std::{fmt, net::IpAddr};
 
-use serde::{Serialize, Serializer};
-
 /// An IP protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
@@ -58,14 +56,8 @@ impl fmt::Display for Protocol {
     }
 }
 
-impl Serialize for Protocol {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
 /// One side of a tuple: an address and a port (0 when the protocol has none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// The IP address.
     pub ip: IpAddr,
@@ -84,7 +76,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A directed 5-tuple.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuple {
     /// Where the packet came from.
     pub src: Endpoint,

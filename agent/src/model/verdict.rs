@@ -5,13 +5,10 @@
 
 use std::{fmt, net::IpAddr};
 
-use serde::{Serialize, Serializer};
-
 use super::{identity::Identity, tuple::Protocol};
 
 /// The NetworkPolicy verdict for a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Both the source's egress and the destination's ingress allow it.
     Allow,
@@ -57,8 +54,7 @@ impl fmt::Display for Verdict {
 }
 
 /// A policy direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
     /// Traffic into the selected pod.
     Ingress,
@@ -76,7 +72,7 @@ impl fmt::Display for Direction {
 }
 
 /// A NetworkPolicy by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyRef {
     /// Namespace.
     pub namespace: String,
@@ -91,7 +87,7 @@ impl fmt::Display for PolicyRef {
 }
 
 /// One rule of a policy: `spec.ingress[rule]` or `spec.egress[rule]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RuleRef {
     /// The policy.
     pub policy: PolicyRef,
@@ -184,14 +180,8 @@ impl fmt::Display for HintCode {
     }
 }
 
-impl Serialize for HintCode {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 /// A named trap and one readable sentence about this flow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hint {
     /// Stable code.
     pub code: HintCode,
@@ -200,7 +190,7 @@ pub struct Hint {
 }
 
 /// One end of the flow: its address and who that is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowEnd {
     /// The address (post-DNAT for the destination).
     pub ip: IpAddr,
@@ -210,7 +200,7 @@ pub struct FlowEnd {
 
 /// What one direction (the source's egress or the destination's ingress)
 /// says about the flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirectionReport {
     /// `namespace/name` of the pod whose policies were evaluated; `None`
     /// when that end is not a pod that policies can isolate.
@@ -226,7 +216,7 @@ pub struct DirectionReport {
 }
 
 /// The rule that came closest to allowing a denied flow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosestMiss {
     /// The policy.
     pub policy: PolicyRef,
@@ -243,7 +233,7 @@ pub struct ClosestMiss {
 }
 
 /// The whole answer for one flow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explanation {
     /// The verdict.
     pub verdict: Verdict,
@@ -252,7 +242,6 @@ pub struct Explanation {
     /// Where it went (after DNAT).
     pub destination: FlowEnd,
     /// The Service it was sent to, when it went through one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<Identity>,
     /// Destination port (after DNAT).
     pub port: u16,
@@ -263,12 +252,10 @@ pub struct Explanation {
     /// The destination's ingress.
     pub ingress: DirectionReport,
     /// For a denied flow, the rule that came closest.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub closest_miss: Option<ClosestMiss>,
     /// Named traps.
     pub hints: Vec<Hint>,
     /// For a denied flow, the smallest NetworkPolicy (YAML) that allows it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub suggested_policy: Option<String>,
 }
 

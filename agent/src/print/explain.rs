@@ -10,7 +10,8 @@ use crate::model::{DirectionReport, Explanation, Identity};
 pub enum Format {
     /// Readable text.
     Text,
-    /// One JSON object.
+    /// One JSON object: the proto3 JSON mapping of
+    /// `dropscope.v1.ExplainResponse`, as the Explain RPC answers.
     Json,
 }
 
@@ -18,9 +19,19 @@ pub enum Format {
 pub fn print(explanation: &Explanation, format: Format) -> Result<(), serde_json::Error> {
     match format {
         Format::Text => print!("{}", render(explanation)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(explanation)?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&as_message(explanation))?
+        ),
     }
     Ok(())
+}
+
+/// The explanation as the contract's message.
+pub fn as_message(explanation: &Explanation) -> dropscope_proto::v1::ExplainResponse {
+    dropscope_proto::v1::ExplainResponse {
+        explanation: Some(crate::convert::explanation(explanation)),
+    }
 }
 
 fn direction(out: &mut String, label: &str, report: &DirectionReport) {

@@ -103,11 +103,12 @@ fn seed_scenarios_give_the_right_verdict_and_hint() {
             scenario.hint,
             explanation.hints
         );
-        let json = serde_json::to_value(&explanation).expect("json");
+        let json =
+            serde_json::to_value(crate::print::explain::as_message(&explanation)).expect("json");
         assert!(
-            json["verdict"]
+            json["explanation"]["verdict"]
                 .as_str()
-                .is_some_and(|verdict| verdict.contains("deny")),
+                .is_some_and(|verdict| verdict.contains("DENY")),
             "{}",
             scenario.file
         );

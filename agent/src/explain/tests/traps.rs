@@ -257,22 +257,27 @@ fn explanation_json_has_the_documented_shape() {
         53,
         Protocol::Udp,
     );
-    let json = serde_json::to_value(&explanation).expect("serializes");
-    assert_eq!(json["verdict"], "deny_egress");
-    assert_eq!(json["source"]["identity"]["kind"], "pod");
-    assert_eq!(json["service"]["name"], "kube-dns");
+    let json = serde_json::to_value(crate::print::explain::as_message(&explanation))
+        .expect("serializes")["explanation"]
+        .clone();
+    assert_eq!(json["verdict"], "VERDICT_DENY_EGRESS");
+    assert_eq!(json["source"]["identity"]["pod"]["name"], "web");
+    assert_eq!(json["service"]["service"]["name"], "kube-dns");
     assert_eq!(json["port"], 5353);
-    assert_eq!(json["protocol"], "UDP");
+    assert_eq!(json["protocol"], "PROTOCOL_UDP");
     assert_eq!(json["egress"]["isolated"], true);
     assert_eq!(json["egress"]["policies"][0]["name"], "default-deny-egress");
-    assert_eq!(json["ingress"]["isolated"], false);
+    assert_ne!(
+        json["ingress"]["isolated"], true,
+        "false is omitted in proto3 JSON"
+    );
     assert!(
         json["hints"]
             .as_array()
             .is_some_and(|hints| hints.iter().any(|hint| hint["code"] == "dns_egress_denied"))
     );
     assert!(
-        json["suggested_policy"]
+        json["suggestedPolicy"]
             .as_str()
             .is_some_and(|yaml| yaml.contains("kind: NetworkPolicy"))
     );
