@@ -132,16 +132,7 @@ impl Hub {
 
     /// A cursor starting at `start`, registered (for status) as `peer`.
     pub fn cursor(&self, start: Start, peer: impl Into<String>) -> Cursor {
-        let mut woken = self.shared.published.subscribe();
-        woken.mark_unchanged();
-        let (next, pending) = self.ring().position(start);
-        Cursor {
-            hub: self.clone(),
-            next,
-            pending,
-            woken,
-            stats: self.shared.subscribers.register(peer.into()),
-        }
+        self.cursor_with(peer.into(), |ring| ring.position(start))
     }
 
     /// A cursor at the last `count` held events for which `keep` holds
@@ -152,15 +143,25 @@ impl Hub {
         keep: &dyn Fn(&v1::Event) -> bool,
         peer: impl Into<String>,
     ) -> Cursor {
+        self.cursor_with(peer.into(), |ring| ring.position_last_matching(count, keep))
+    }
+
+    /// A registered cursor at the position `place` finds; it is woken by
+    /// every publish from then on.
+    fn cursor_with(
+        &self,
+        peer: String,
+        place: impl FnOnce(&Ring) -> (ring::Position, Option<(LossEvent, Option<SystemTime>)>),
+    ) -> Cursor {
         let mut woken = self.shared.published.subscribe();
         woken.mark_unchanged();
-        let (next, pending) = self.ring().position_last_matching(count, keep);
+        let (next, pending) = place(&self.ring());
         Cursor {
             hub: self.clone(),
             next,
             pending,
             woken,
-            stats: self.shared.subscribers.register(peer.into()),
+            stats: self.shared.subscribers.register(peer),
         }
     }
 
