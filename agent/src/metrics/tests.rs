@@ -517,3 +517,70 @@ fn metrics_are_shared_across_threads() {
         400.0,
     );
 }
+
+#[test]
+fn the_classic_encoding_names_every_sample_in_its_help_and_type() {
+    let metrics = metrics();
+    publish(&metrics, drop_event(EventKind::New, 3));
+    metrics.record(&kernel_loss(LossSource::KernelRingFull, 1, 1));
+    metrics.set_program_runtime("kfree_skb", 10, 1_500_000_000);
+    metrics.set_metadata(&[("pods", 12)], true);
+    let openmetrics = encoded(&metrics);
+    let classic = metrics.encode_classic().expect("encodes");
+
+    assert!(!classic.contains("# EOF"), "{classic}");
+    assert!(!classic.contains("# UNIT"), "{classic}");
+    // What the classic parsers (promtool, Prometheus' text parser) check:
+    // every sample's name has a HELP and a TYPE line of its own, of a type
+    // the classic format knows, before it.
+    let mut described: BTreeMap<&str, (bool, Option<&str>)> = BTreeMap::new();
+    let mut samples = 0;
+    for line in classic.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            let name = help.split(' ').next().expect("a name");
+            described.entry(name).or_default().0 = true;
+        } else if let Some(kind) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = kind.split_once(' ').expect("a name and a type");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{kind} is not a classic type: {line}"
+            );
+            described.entry(name).or_default().1 = Some(kind);
+        } else {
+            let name = line.split(['{', ' ']).next().expect("a sample has a name");
+            assert_eq!(
+                described
+                    .get(name)
+                    .map(|(help, kind)| (*help, kind.is_some())),
+                Some((true, true)),
+                "sample {line:?} has no HELP and TYPE of its name in:\n{classic}"
+            );
+            samples += 1;
+        }
+    }
+    assert_eq!(
+        samples,
+        openmetrics
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .count(),
+        "every sample is kept"
+    );
+    assert_eq!(
+        described.get("dropscope_drops_total"),
+        Some(&(true, Some("counter")))
+    );
+    assert_eq!(
+        described.get("dropscope_bpf_program_run_time_seconds_total"),
+        Some(&(true, Some("counter")))
+    );
+    assert_eq!(
+        described.get("dropscope_active_flows"),
+        Some(&(true, Some("gauge")))
+    );
+    assert_sample(
+        &classic,
+        &drops_series("NETFILTER_DROP", "none", "none"),
+        3.0,
+    );
+}

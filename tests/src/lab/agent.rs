@@ -143,11 +143,19 @@ impl Agent {
         let binary = std::env::var("DROPSCOPE_BIN").context(
             "DROPSCOPE_BIN is not set: run the end-to-end tests with `cargo xtask test --e2e`",
         )?;
-        let socket = std::env::temp_dir().join(format!(
-            "dropscope-e2e-{}-{}.sock",
-            std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
+        let given = extra
+            .iter()
+            .position(|arg| *arg == "--listen")
+            .and_then(|index| extra.get(index + 1))
+            .and_then(|listen| listen.strip_prefix("unix:"));
+        let socket = match given {
+            Some(path) => PathBuf::from(path),
+            None => std::env::temp_dir().join(format!(
+                "dropscope-e2e-{}-{}.sock",
+                std::process::id(),
+                STARTED.fetch_add(1, Ordering::Relaxed)
+            )),
+        };
         let listen = format!("unix:{}", socket.display());
         for (flag, value) in [
             ("--listen", listen.as_str()),
@@ -214,6 +222,11 @@ impl Agent {
     /// The agent's API address (`unix:PATH`), for `dropscope observe`.
     pub fn server(&self) -> String {
         format!("unix:{}", self.socket.display())
+    }
+
+    /// The agent's process id (for /proc: memory, file descriptors).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Where the agent serves metrics, from its log.

@@ -4,6 +4,7 @@
 //! routed to the node and DNATed there, like kube-proxy does.
 
 mod agent;
+pub mod client;
 mod cluster;
 mod netns;
 mod nft;
