@@ -92,6 +92,8 @@ pub fn loss_source(source: LossSource) -> v1::LossSource {
     match source {
         LossSource::KernelRingFull => v1::LossSource::KernelRingFull,
         LossSource::KernelRecursion => v1::LossSource::KernelRecursion,
+        LossSource::KernelUnreadable => v1::LossSource::KernelUnreadable,
+        LossSource::Undecodable => v1::LossSource::Undecodable,
         LossSource::Pipeline => v1::LossSource::Pipeline,
         LossSource::Subscriber => v1::LossSource::Subscriber,
         LossSource::History => v1::LossSource::History,

@@ -232,7 +232,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     refresher.abort();
     hub.close();
     if let Some(printer) = printer {
-        finish_printing(printer).await?;
+        finish_printing(printer, &hub).await?;
     }
     // Streams have their last events; now the endpoints may close.
     let _ = stopping_tx.send(true);
@@ -410,15 +410,25 @@ async fn start_endpoints(
     Ok(Endpoints { tasks })
 }
 
-async fn finish_printing(printer: JoinHandle<()>) -> Result<(), Error> {
-    // A terminal that stopped reading must not keep the agent from exiting.
+async fn finish_printing(printer: JoinHandle<()>, hub: &Hub) -> Result<(), Error> {
+    // A terminal that stopped reading must not keep the agent from exiting;
+    // what it did not get is said, counted.
     match tokio::time::timeout(PRINT_DRAIN, printer).await {
         Ok(printed) => printed.map_err(|source| Error::Task {
             step: "print",
             source,
         }),
         Err(_) => {
-            tracing::warn!("stdout is not being read; exiting without the last events");
+            let published = hub.history().published;
+            let unwritten = hub
+                .subscribers()
+                .iter()
+                .find(|subscriber| subscriber.peer == "stdout")
+                .map(|stdout| published.saturating_sub(stdout.sent_events + stdout.lost_events));
+            tracing::warn!(
+                unwritten_events = unwritten.unwrap_or(0),
+                "stdout is not being read; exiting without its last events (the API had them)"
+            );
             Ok(())
         }
     }

@@ -64,8 +64,22 @@ pub struct Capture {
     decoder: Decoder,
     config: CaptureConfig,
     last_stats: KernelStats,
-    undecodable: u64,
+    undecodable: Undecodable,
 }
+
+/// Records that could not be decoded.
+#[derive(Clone, Copy, Debug, Default)]
+struct Undecodable {
+    /// All of them (for the log).
+    records: u64,
+    /// Those that stood for one drop on their own (no flow slot): losses.
+    /// A record that started a flow is accounted with its flow's count.
+    single_drops: u64,
+}
+
+/// Records read from the ring per turn, so a ring that refills as fast as
+/// it is read never starves the counter sweep.
+const DRAIN_PER_TURN: usize = 1024;
 
 impl Capture {
     /// Takes over the kernel's maps.
@@ -80,7 +94,7 @@ impl Capture {
             decoder,
             config,
             last_stats: KernelStats::default(),
-            undecodable: 0,
+            undecodable: Undecodable::default(),
         }
     }
 
@@ -98,8 +112,15 @@ impl Capture {
             tokio::select! {
                 ready = self.events.readable_mut() => {
                     let mut guard = ready.map_err(Error::RingBuffer)?;
-                    let records = drain(guard.get_inner_mut(), &mut self.decoder, &mut self.undecodable);
-                    guard.clear_ready();
+                    let (records, more) = drain(
+                        guard.get_inner_mut(),
+                        &mut self.decoder,
+                        &mut self.undecodable,
+                        DRAIN_PER_TURN,
+                    );
+                    if !more {
+                        guard.clear_ready();
+                    }
                     if !self.forward(records, &output).await {
                         return Ok(());
                     }
@@ -123,10 +144,12 @@ impl Capture {
     /// the final statistics.
     async fn finish(&mut self, output: &mpsc::Sender<Record>) -> Result<(), Error> {
         tokio::time::sleep(self.config.sample_interval.min(GRACE_AT_EXIT)).await;
-        let records = drain(
+        // Detached: the ring only holds what was written before; take all.
+        let (records, _) = drain(
             self.events.get_mut(),
             &mut self.decoder,
             &mut self.undecodable,
+            usize::MAX,
         );
         self.forward(records, output).await;
         let counters = &self.counters;
@@ -137,7 +160,7 @@ impl Capture {
                 return Ok(());
             }
         }
-        let stats = self.stats.read()?;
+        let stats = self.read_stats()?;
         self.last_stats = stats;
         let _ = output.send(Record::Stats(stats)).await;
         Ok(())
@@ -205,7 +228,7 @@ impl Capture {
                 return Ok(false);
             }
         }
-        let stats = self.stats.read()?;
+        let stats = self.read_stats()?;
         if stats != self.last_stats {
             self.last_stats = stats;
             if output.send(Record::Stats(stats)).await.is_err() {
@@ -216,6 +239,16 @@ impl Capture {
     }
 }
 
+impl Capture {
+    /// The kernel's statistics plus the single drops user space could not
+    /// decode.
+    fn read_stats(&self) -> Result<KernelStats, Error> {
+        let mut stats = self.stats.read()?;
+        stats.undecodable = self.undecodable.single_drops;
+        Ok(stats)
+    }
+}
+
 /// The counter slot a ring-buffer record claims, and its kernel key.
 #[derive(Clone, Copy, Debug)]
 struct SlotKey {
@@ -223,40 +256,46 @@ struct SlotKey {
     key: FlowKey,
 }
 
-/// Reads every record waiting in the ring buffer: each decoded record (or
-/// `None` when it could not be decoded) with the slot it claims.
+/// Reads up to `limit` records waiting in the ring buffer: each decoded
+/// record (or `None` when it could not be decoded) with the slot it claims,
+/// and whether the limit stopped the reading.
 fn drain(
     ring: &mut RingBuf<MapData>,
     decoder: &mut Decoder,
-    undecodable: &mut u64,
-) -> Vec<(Option<Record>, SlotKey)> {
+    undecodable: &mut Undecodable,
+    limit: usize,
+) -> (Vec<(Option<Record>, SlotKey)>, bool) {
     let mut records = Vec::new();
-    while let Some(item) = ring.next() {
+    while records.len() < limit {
+        let Some(item) = ring.next() else {
+            return (records, false);
+        };
         match decoder.drop_record(&item) {
             Ok((drop, key)) => {
                 let slot = drop.slot;
                 records.push((Some(Record::Drop(drop)), SlotKey { slot, key }));
             }
             Err(error) => {
-                *undecodable += 1;
-                if *undecodable == 1 {
+                undecodable.records += 1;
+                if undecodable.records == 1 {
                     tracing::warn!(%error, "undecodable kernel record (further ones are logged at debug)");
                 } else {
-                    tracing::debug!(%error, total = *undecodable, "undecodable kernel record");
+                    tracing::debug!(%error, total = undecodable.records, "undecodable kernel record");
                 }
-                if let Some((slot, key)) = decode::claimed_slot(&item) {
-                    records.push((
+                match decode::claimed_slot(&item) {
+                    Some((slot, key)) => records.push((
                         None,
                         SlotKey {
                             slot: Some(slot),
                             key,
                         },
-                    ));
+                    )),
+                    None => undecodable.single_drops += 1,
                 }
             }
         }
     }
-    records
+    (records, true)
 }
 
 /// How long the agent waits at exit for hook invocations still in flight.

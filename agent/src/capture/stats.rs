@@ -41,6 +41,7 @@ impl StatsReader {
             lost_ring_full: sum(Stat::LostRingFull)?,
             read_errors: sum(Stat::ReadErrors)?,
             recursion_misses: self.program.read()?.recursion_misses,
+            undecodable: 0,
         };
         // Each invocation lands in exactly one counter.
         stats.seen = stats.filtered

@@ -115,9 +115,11 @@ impl Hub {
     /// Converts `event` to the contract once and hands it to every cursor.
     pub fn publish(&self, event: &Event) {
         let now = SystemTime::now();
+        // What a reader that misses this event misses: the drops it adds,
+        // or the drops a kernel-side loss stands for.
         let drops = match event {
             Event::Drop(drop) => drop.new_packets,
-            Event::Loss(_) => 0,
+            Event::Loss(loss) => loss.lost_drops,
         };
         let message = Arc::new(convert::event(event, &self.shared.node, now));
         let seq = self.ring().push(now, message, drops);

@@ -125,3 +125,23 @@ async fn a_stalled_reader_costs_no_memory_and_does_not_slow_the_publisher() {
     assert_eq!(history.held, 64, "the ring is the only buffer");
     assert_eq!(history.published, 100_000);
 }
+
+#[tokio::test]
+async fn a_reader_that_misses_a_kernel_loss_is_told_the_drops_it_stood_for() {
+    let hub = hub(1);
+    let mut slow = hub.cursor(Start::Live, "slow");
+    hub.publish(&Event::Loss(LossEvent {
+        source: LossSource::KernelRingFull,
+        lost: 0,
+        total: 0,
+        lost_drops: 500,
+        total_drops: 500,
+        time: SystemTime::UNIX_EPOCH,
+    }));
+    hub.publish(&drop_with(1, 2));
+    match slow.try_next() {
+        Some(Item::Lost(loss, _)) => assert_eq!((loss.lost, loss.lost_drops), (1, 500)),
+        other => panic!("expected a subscriber loss, got {other:?}"),
+    }
+    assert_eq!(flow_id(&slow.try_next().expect("held")), 1);
+}

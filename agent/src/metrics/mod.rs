@@ -171,9 +171,11 @@ type CountGauge = Gauge<u64, AtomicU64>;
 const EVENT_KINDS: [&str; 4] = ["drop_new", "drop_update", "drop_end", "loss"];
 
 /// Loss sources, as the `source` label names them.
-const LOSS_SOURCES: [&str; 4] = [
+const LOSS_SOURCES: [&str; 6] = [
     "kernel_ring_full",
     "kernel_recursion",
+    "kernel_unreadable",
+    "undecodable",
     "pipeline",
     "subscriber",
 ];
@@ -394,6 +396,8 @@ impl Metrics {
         let source = match loss.source {
             LossSource::KernelRingFull => "kernel_ring_full",
             LossSource::KernelRecursion => "kernel_recursion",
+            LossSource::KernelUnreadable => "kernel_unreadable",
+            LossSource::Undecodable => "undecodable",
             LossSource::Pipeline => "pipeline",
             // One subscriber's losses arrive through `subscriber_lost`;
             // history that was already pushed out is not a loss of the agent.

@@ -408,6 +408,7 @@ fn kernel_counters_stay_monotonic() {
         lost_ring_full: 3,
         read_errors: 2,
         recursion_misses: 5,
+        undecodable: 0,
     };
     metrics.set_kernel(&stats, 7);
     metrics.set_kernel(&stats, 6);

@@ -72,6 +72,12 @@ pub enum LossSource {
     KernelRingFull,
     /// The kernel skipped invocations (program already running on the CPU).
     KernelRecursion,
+    /// Selected drops whose headers could not be read, or that were not
+    /// IPv4/IPv6: counted by the kernel, in no event.
+    KernelUnreadable,
+    /// Kernel records user space could not decode (and, for a record that
+    /// started a flow, every later drop of that flow).
+    Undecodable,
     /// A queue between two pipeline steps was full.
     Pipeline,
     /// This subscriber read too slowly and missed events.

@@ -174,6 +174,9 @@ pub struct KernelStats {
     pub lost_ring_full: u64,
     /// Failed kernel reads.
     pub read_errors: u64,
+    /// Records user space could not decode that stood for one drop each
+    /// (single drops; a flow's first record is accounted with its flow).
+    pub undecodable: u64,
     /// Invocations the kernel skipped because the program was already
     /// running on that CPU (BPF recursion protection).
     pub recursion_misses: u64,

@@ -252,6 +252,10 @@ fn loss_words(source: i32) -> &'static str {
         Ok(v1::LossSource::Pipeline) => "events lost between pipeline steps",
         Ok(v1::LossSource::Subscriber) => "events missed by this reader: it read too slowly",
         Ok(v1::LossSource::History) => "events no longer held in the agent's history",
+        Ok(v1::LossSource::KernelUnreadable) => {
+            "drops not reported: headers unreadable or not IPv4/IPv6"
+        }
+        Ok(v1::LossSource::Undecodable) => "drops not reported: kernel records not decodable",
         _ => "lost",
     }
 }

@@ -22,6 +22,9 @@ pub struct Tracker {
     flows: HashMap<u32, Arc<DropEvent>>,
     next_flow_id: u64,
     stats: KernelStats,
+    /// Drops of flows whose first record could not be decoded, reported as
+    /// `Undecodable` losses when their slot's final count arrives.
+    orphaned: u64,
 }
 
 impl Tracker {
@@ -44,7 +47,7 @@ impl Tracker {
     pub fn on_record(&mut self, record: Record) -> Vec<Event> {
         match record {
             Record::Drop(drop) => vec![self.on_drop(drop)],
-            Record::Sample(sample) => self.on_sample(sample).into_iter().collect(),
+            Record::Sample(sample) => self.on_sample(sample),
             Record::Stats(stats) => self.on_stats(stats),
         }
     }
@@ -77,10 +80,23 @@ impl Tracker {
         Event::Drop(event)
     }
 
-    fn on_sample(&mut self, sample: FlowSample) -> Option<Event> {
+    fn on_sample(&mut self, sample: FlowSample) -> Vec<Event> {
         let Some(flow) = self.flows.get(&sample.slot) else {
+            // A slot whose first record could not be decoded: its drops are
+            // in no event, so its final count is a loss.
             tracing::trace!(slot = sample.slot, "sample for a slot with no flow");
-            return None;
+            if !sample.ended || sample.packets == 0 {
+                return Vec::new();
+            }
+            self.orphaned += sample.packets;
+            return vec![Event::Loss(LossEvent {
+                source: LossSource::Undecodable,
+                lost: 0,
+                total: 0,
+                lost_drops: sample.packets,
+                total_drops: self.orphaned + self.stats.undecodable,
+                time: SystemTime::now(),
+            })];
         };
         let mut event = DropEvent::clone(flow);
         event.kind = if sample.ended {
@@ -100,7 +116,7 @@ impl Tracker {
         } else {
             self.flows.insert(sample.slot, Arc::clone(&event));
         }
-        Some(Event::Drop(event))
+        vec![Event::Drop(event)]
     }
 
     fn on_stats(&mut self, stats: KernelStats) -> Vec<Event> {
@@ -129,6 +145,21 @@ impl Tracker {
             self.stats.recursion_misses,
             stats.recursion_misses,
         );
+        loss(
+            LossSource::KernelUnreadable,
+            self.stats.not_ip + self.stats.read_errors,
+            stats.not_ip + stats.read_errors,
+        );
+        if stats.undecodable > self.stats.undecodable {
+            events.push(Event::Loss(LossEvent {
+                source: LossSource::Undecodable,
+                lost: 0,
+                total: 0,
+                lost_drops: stats.undecodable - self.stats.undecodable,
+                total_drops: stats.undecodable + self.orphaned,
+                time: now,
+            }));
+        }
         tracing::trace!(?stats, "kernel statistics");
         self.stats = stats;
         events

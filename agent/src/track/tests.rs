@@ -113,3 +113,46 @@ fn kernel_losses_become_loss_events_with_deltas() {
     ));
     assert_eq!(tracker.kernel_stats().lost_ring_full, 9);
 }
+
+#[test]
+fn unreadable_and_undecodable_drops_are_counted_losses() {
+    let mut tracker = Tracker::new();
+    let events = tracker.on_record(Record::Stats(KernelStats {
+        not_ip: 2,
+        read_errors: 1,
+        undecodable: 4,
+        ..KernelStats::default()
+    }));
+    let losses: Vec<(LossSource, u64)> = events
+        .iter()
+        .map(|event| match event {
+            Event::Loss(loss) => (loss.source, loss.lost_drops),
+            other => panic!("expected losses, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        losses,
+        [
+            (LossSource::KernelUnreadable, 3),
+            (LossSource::Undecodable, 4)
+        ]
+    );
+}
+
+#[test]
+fn a_flow_whose_first_record_was_undecodable_is_a_loss_of_its_final_count() {
+    let mut tracker = Tracker::new();
+    // Slot 5 was claimed by a record user space could not decode.
+    assert!(
+        tracker
+            .on_record(Record::Sample(sample(5, 3, false)))
+            .is_empty(),
+        "counted once, at the end"
+    );
+    match &tracker.on_record(Record::Sample(sample(5, 4, true)))[..] {
+        [Event::Loss(loss)] => {
+            assert_eq!((loss.source, loss.lost_drops), (LossSource::Undecodable, 4));
+        }
+        other => panic!("expected one loss, got {other:?}"),
+    }
+}
