@@ -20,6 +20,7 @@ mod filter;
 mod hooks;
 mod maps;
 mod offsets;
+mod overflow;
 mod read;
 mod skb;
 

@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, Queue, RingBuf},
 };
-use dropscope_abi::{FlowCounters, FlowKey, ReasonFilter, SKB_WINDOW_MAX, STAT_COUNT, maps};
+use dropscope_abi::{
+    FlowCounters, FlowKey, OverflowBucket, ReasonFilter, SKB_WINDOW_MAX, STAT_COUNT, maps,
+};
 
 /// First sight of a flow, to user space.
 #[map]
@@ -24,6 +26,11 @@ pub static COUNTERS: Array<FlowCounters> =
 /// Slots not in use; user space fills it at start and gives slots back.
 #[map]
 pub static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(maps::FLOW_SLOTS, 0);
+
+/// Drops beyond the flow table, per CPU, by bucket.
+#[map]
+pub static OVERFLOW: PerCpuArray<OverflowBucket> =
+    PerCpuArray::with_max_entries(maps::OVERFLOW_BUCKETS, 0);
 
 /// Per-CPU statistics indexed by `dropscope_abi::Stat`.
 #[map]

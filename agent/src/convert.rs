@@ -68,7 +68,10 @@ pub fn drop_event(drop: &DropEvent) -> v1::DropEvent {
         bytes: drop.bytes,
         first_seen: Some(timestamp(drop.first_seen)),
         last_seen: Some(timestamp(drop.last_seen)),
-        aggregated: drop.aggregated,
+        overflow: drop.overflow.map(|overflow| v1::OverflowAggregate {
+            bucket: overflow.bucket,
+            folded_packets: overflow.folded_packets,
+        }),
         explanation: drop.explanation.as_deref().map(explanation),
         new_packets: drop.new_packets,
     }

@@ -462,7 +462,7 @@ fn report(stats: &KernelStats) {
         filtered = stats.filtered,
         new_flows = stats.new_flows,
         aggregated = stats.aggregated,
-        unaggregated = stats.unaggregated,
+        overflow = stats.overflow,
         not_ip = stats.not_ip,
         lost_ring_full = stats.lost_ring_full,
         read_errors = stats.read_errors,

@@ -291,8 +291,8 @@ fn netfilter_drop() -> DropReason {
 }
 
 /// A decoded kernel record of a SYN from 10.0.0.1:1000 to 10.0.0.2:80
-/// dropped by netfilter, in counter `slot` (`None`: unaggregated).
-pub fn mk_drop_record(slot: Option<u32>) -> DropRecord {
+/// dropped by netfilter, in counter `slot`.
+pub fn mk_drop_record(slot: u32) -> DropRecord {
     DropRecord {
         slot,
         time: SystemTime::UNIX_EPOCH,
@@ -334,7 +334,7 @@ pub fn mk_drop_event(flow_id: u64, kind: EventKind, packet: Tuple) -> Arc<DropEv
         new_packets: 1,
         first_seen: SystemTime::UNIX_EPOCH,
         last_seen: SystemTime::UNIX_EPOCH,
-        aggregated: true,
+        overflow: None,
         explanation: None,
     })
 }

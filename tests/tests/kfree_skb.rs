@@ -533,3 +533,47 @@ fn agent_flows_after_stop(agent: &Agent, lab: &Lab) -> Vec<DropView> {
         .into_values()
         .collect()
 }
+
+#[test]
+fn flows_beyond_the_slot_table_stay_aggregated_and_exactly_counted() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let client = lab.add_pod("client")?;
+    lab.nft()
+        .drop_input("storm", lab.gateway_v4().into(), 6600, "udp")?;
+    // Four slots for the whole host: this lab's 300 flows overflow.
+    let mut agent = Agent::start(&["--flow-slots", "4", "--idle-timeout", "60s"])?;
+
+    let ports: Vec<u16> = (43_000..43_300).collect();
+    send_udp(
+        &client.netns,
+        ports,
+        SocketAddr::new(lab.gateway_v4().into(), 6600),
+        3,
+    )?;
+    let dropped = lab.nft().counter("storm")?;
+    assert_eq!(dropped, 900);
+    agent.stop_keeping_events()?;
+
+    let ours = |drop: &DropView| lab.owns(drop.src.ip) && drop.dst.port == 6600;
+    let flows: Vec<DropView> = agent.flows(ours).into_values().collect();
+    assert_eq!(
+        flows.iter().map(|flow| flow.packets).sum::<u64>(),
+        dropped,
+        "every drop is in a flow or an overflow aggregate: {flows:#?}"
+    );
+    let events = agent.drops(ours).len();
+    assert!(
+        flows.len() <= 5 && events <= 20,
+        "a bounded number of flows ({}) and events ({events}), not one per packet",
+        flows.len()
+    );
+    let folded: u64 = flows
+        .iter()
+        .filter_map(|flow| dropscope_e2e::lab::json_u64(&flow.raw["overflow"]["foldedPackets"]))
+        .sum();
+    assert!(
+        folded > 0,
+        "the aggregate says flows were folded: {flows:#?}"
+    );
+    Ok(())
+}

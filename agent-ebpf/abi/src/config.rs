@@ -104,6 +104,10 @@ pub mod maps {
     pub const FREE_SLOTS: &str = "FREE_SLOTS";
     /// Default number of flows aggregated at once.
     pub const FLOW_SLOTS: u32 = 16_384;
+    /// Per-CPU array of [`OverflowBucket`](crate::OverflowBucket)s.
+    pub const OVERFLOW: &str = "OVERFLOW";
+    /// Number of overflow buckets (a power of two).
+    pub const OVERFLOW_BUCKETS: u32 = 1024;
     /// Per-CPU array of [`Stat`](crate::Stat) counters.
     pub const STATS: &str = "STATS";
     /// Array with one [`ReasonFilter`](crate::ReasonFilter): which drop reasons to report.

@@ -98,9 +98,34 @@ pub struct FlowCounters {
     pub tcp_flags: u64,
 }
 
-/// `DropRecord.slot` of a drop that could not be aggregated (no free slot):
-/// the record stands for exactly one packet.
+/// `DropRecord.slot` value meaning "no slot"; the kernel no longer sends
+/// such records (drops beyond the flow table go to [`OverflowBucket`]s),
+/// and `decode` rejects them.
 pub const SLOT_NONE: u32 = u32::MAX;
+
+/// Drops that found no free flow slot, aggregated per CPU by a hash of
+/// (reason, location, destination, protocol) into a fixed number of
+/// buckets: counts stay exact whatever the number of flows, and user space
+/// reports each bucket as one aggregate. The kernel never resets a bucket;
+/// user space reports increases.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverflowBucket {
+    /// Drops counted here since load.
+    pub packets: u64,
+    /// Bytes of those drops.
+    pub bytes: u64,
+    /// Monotonic ns of the first drop.
+    pub first_ns: u64,
+    /// Monotonic ns of the latest drop.
+    pub last_ns: u64,
+    /// Drops whose key differed from `key` (other flows folded in).
+    pub folded: u64,
+    /// OR of the TCP flags of every drop.
+    pub tcp_flags: u64,
+    /// The key of the first drop counted here (its representative).
+    pub key: FlowKey,
+}
 
 /// `DropRecord.ct_info` bit: the skb carried a conntrack entry and both
 /// `ct_original` and `ct_reply` are filled in.
@@ -150,9 +175,13 @@ unsafe impl aya::Pod for FlowCounters {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), integers only, explicit padding.
 unsafe impl aya::Pod for DropRecord {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers only, explicit padding (in FlowKey).
+unsafe impl aya::Pod for OverflowBucket {}
 
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
 const _: () = assert!(core::mem::size_of::<FlowCounters>() == 40);
+const _: () = assert!(core::mem::size_of::<OverflowBucket>() == 48 + 64);
 const _: () = assert!(core::mem::size_of::<DropRecord>() == 8 + 8 + 8 + 64 + 8 + 8 + 80);

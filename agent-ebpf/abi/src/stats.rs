@@ -15,8 +15,8 @@ pub enum Stat {
     Aggregated = 2,
     /// Selected IP drops that started a new flow (a record was sent).
     NewFlow = 3,
-    /// Selected IP drops sent as single records: no free flow slot.
-    Unaggregated = 4,
+    /// Selected IP drops counted in an overflow bucket: no free flow slot.
+    Overflow = 4,
     /// Selected IP drops lost: the ring buffer was full.
     LostRingFull = 5,
     /// Invocations whose tracepoint arguments could not be read.

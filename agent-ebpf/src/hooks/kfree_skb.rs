@@ -3,18 +3,17 @@
 //! Order of work, cheapest first: the reason filter (normal frees stop
 //! here), the packet headers, the aggregation lookup (repeat drops stop
 //! there), and only for a new flow the conntrack tuples and a ring-buffer
-//! record.
+//! record. With no free flow slot the drop is counted in an overflow
+//! bucket instead: never one record per packet.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
-use dropscope_abi::{
-    DropRecord, FlowKey, KIND_DROP, RECORD_VERSION, RecordHeader, SLOT_NONE, Stat, Tuple,
-};
+use dropscope_abi::{DropRecord, FlowKey, KIND_DROP, RECORD_VERSION, RecordHeader, Stat, Tuple};
 
 use crate::{
     aggregate::{self, Slot},
     conntrack, emit, filter,
     maps::SCRATCH,
-    offsets, skb,
+    offsets, overflow, skb,
 };
 
 /// Handles one freed skb.
@@ -62,7 +61,15 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
             return;
         }
         Slot::New(slot) => slot,
-        Slot::Full => SLOT_NONE,
+        Slot::Full => {
+            entry.discard(0);
+            emit::count(if overflow::count(key, len, tcp_flags, now) {
+                Stat::Overflow
+            } else {
+                Stat::ReadErrors
+            });
+            return;
+        }
     };
     let placement = skb::placement(&skb, off, key.device);
     let record = entry.as_mut_ptr();
@@ -95,9 +102,5 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
         );
     }
     entry.submit(0);
-    emit::count(if slot == SLOT_NONE {
-        Stat::Unaggregated
-    } else {
-        Stat::NewFlow
-    });
+    emit::count(Stat::NewFlow);
 }

@@ -7,13 +7,14 @@
 //! kernel counts exactly what it could not send (`LostRingFull`). So a loss
 //! is always counted once, where it happens.
 
+pub mod overflow;
 pub mod slots;
 pub mod stats;
 
 use std::time::Duration;
 
-use aya::maps::{HashMap, MapData, Queue, RingBuf};
-use dropscope_abi::FlowKey;
+use aya::maps::{HashMap, MapData, PerCpuArray, Queue, RingBuf};
+use dropscope_abi::{FlowKey, OverflowBucket};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 pub use slots::{Finding, SlotTable};
@@ -61,6 +62,8 @@ pub struct Capture {
     counters: CounterArray,
     stats: StatsReader,
     slots: SlotTable,
+    overflow_map: PerCpuArray<MapData, OverflowBucket>,
+    overflow: overflow::OverflowTable,
     decoder: Decoder,
     config: CaptureConfig,
     last_stats: KernelStats,
@@ -91,6 +94,8 @@ impl Capture {
             counters: maps.counters,
             stats: StatsReader::new(maps.stats, maps.program),
             slots: SlotTable::default(),
+            overflow_map: maps.overflow,
+            overflow: overflow::OverflowTable::default(),
             decoder,
             config,
             last_stats: KernelStats::default(),
@@ -160,6 +165,14 @@ impl Capture {
                 return Ok(());
             }
         }
+        let kernel = self.stats.read()?;
+        let reports = self
+            .overflow
+            .finish(&self.overflow_map, kernel.overflow)
+            .map_err(overflow_error)?;
+        if !self.forward_overflow(reports, output).await {
+            return Ok(());
+        }
         let stats = self.read_stats()?;
         self.last_stats = stats;
         let _ = output.send(Record::Stats(stats)).await;
@@ -228,6 +241,14 @@ impl Capture {
                 return Ok(false);
             }
         }
+        let kernel = self.stats.read()?;
+        let reports = self
+            .overflow
+            .sweep(&self.overflow_map, kernel.overflow, now_ns, idle_ns)
+            .map_err(overflow_error)?;
+        if !self.forward_overflow(reports, output).await {
+            return Ok(false);
+        }
         let stats = self.read_stats()?;
         if stats != self.last_stats {
             self.last_stats = stats;
@@ -239,7 +260,42 @@ impl Capture {
     }
 }
 
+fn overflow_error(source: aya::maps::MapError) -> Error {
+    Error::Map {
+        map: dropscope_abi::maps::OVERFLOW,
+        source: Box::new(source),
+    }
+}
+
 impl Capture {
+    /// Hands on the overflow buckets to report; false when the output has
+    /// closed. A bucket whose key does not decode (the kernel only counts
+    /// parsed packets, so never expected) is a counted loss.
+    async fn forward_overflow(
+        &mut self,
+        reports: Vec<overflow::BucketReport>,
+        output: &mpsc::Sender<Record>,
+    ) -> bool {
+        for report in reports {
+            match self
+                .decoder
+                .overflow(report.bucket, &report.summed, report.ended)
+            {
+                Ok(sample) => {
+                    if output.send(Record::Overflow(sample)).await.is_err() {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, bucket = report.bucket, "undecodable overflow bucket");
+                    self.undecodable.single_drops +=
+                        report.summed.packets.saturating_sub(report.previous);
+                }
+            }
+        }
+        true
+    }
+
     /// The kernel's statistics plus the single drops user space could not
     /// decode.
     fn read_stats(&self) -> Result<KernelStats, Error> {
@@ -272,7 +328,7 @@ fn drain(
         };
         match decoder.drop_record(&item) {
             Ok((drop, key)) => {
-                let slot = drop.slot;
+                let slot = Some(drop.slot);
                 records.push((Some(Record::Drop(drop)), SlotKey { slot, key }));
             }
             Err(error) => {

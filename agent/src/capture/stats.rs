@@ -37,7 +37,7 @@ impl StatsReader {
             not_ip: sum(Stat::NotIp)?,
             aggregated: sum(Stat::Aggregated)?,
             new_flows: sum(Stat::NewFlow)?,
-            unaggregated: sum(Stat::Unaggregated)?,
+            overflow: sum(Stat::Overflow)?,
             lost_ring_full: sum(Stat::LostRingFull)?,
             read_errors: sum(Stat::ReadErrors)?,
             recursion_misses: self.program.read()?.recursion_misses,
@@ -48,7 +48,7 @@ impl StatsReader {
             + stats.not_ip
             + stats.aggregated
             + stats.new_flows
-            + stats.unaggregated
+            + stats.overflow
             + stats.lost_ring_full
             + stats.read_errors;
         Ok(stats)

@@ -15,8 +15,8 @@ pub use symbols::Symbols;
 use crate::{
     kernel::DropReasonNames,
     model::{
-        DropReason, DropRecord, Endpoint, FlowSample, KernelLocation, Protocol, TcpFlags, Tuple,
-        record::Conntrack,
+        DropReason, DropRecord, Endpoint, FlowSample, KernelLocation, OverflowSample, Protocol,
+        TcpFlags, Tuple, record::Conntrack,
     },
 };
 
@@ -51,6 +51,10 @@ pub enum Error {
         /// The version this agent reads.
         supported: u8,
     },
+    /// A drop record that claims no flow slot (the kernel counts drops
+    /// beyond its flow table in overflow buckets, never in records).
+    #[error("drop record without a flow slot")]
+    NoSlot,
     /// An address family other than IPv4 or IPv6.
     #[error("unknown address family {family} in a {field} tuple")]
     BadFamily {
@@ -129,8 +133,11 @@ impl Decoder {
         } else {
             None
         };
+        if raw.slot == abi::SLOT_NONE {
+            return Err(Error::NoSlot);
+        }
         let record = DropRecord {
-            slot: (raw.slot != abi::SLOT_NONE).then_some(raw.slot),
+            slot: raw.slot,
             time: self.clock.wall(raw.time_ns),
             cpu: raw.header.cpu,
             reason: self.reason(raw.key.reason),
@@ -157,6 +164,29 @@ impl Decoder {
             tcp_flags: TcpFlags(counters.tcp_flags as u8),
             ended,
         }
+    }
+
+    /// Decodes an overflow bucket's counters summed over CPUs, with the key
+    /// of its first drop.
+    pub fn overflow(
+        &mut self,
+        bucket: u32,
+        summed: &abi::OverflowBucket,
+        ended: bool,
+    ) -> Result<OverflowSample, Error> {
+        Ok(OverflowSample {
+            bucket,
+            reason: self.reason(summed.key.reason),
+            location: self.location(summed.key.location),
+            packet: tuple(&summed.key.tuple, "overflow")?,
+            packets: summed.packets,
+            bytes: summed.bytes,
+            folded: summed.folded,
+            first: self.clock.wall(summed.first_ns),
+            last: self.clock.wall(summed.last_ns),
+            tcp_flags: TcpFlags(summed.tcp_flags as u8),
+            ended,
+        })
     }
 
     /// The named drop reason for a kernel number.

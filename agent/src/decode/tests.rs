@@ -95,7 +95,7 @@ fn a_dnat_drop_decodes_with_both_tuples_and_names() {
         .drop_record(&bytes_of(&dnat_record()))
         .expect("decodes");
     assert_eq!(key, dnat_record().key);
-    assert_eq!(record.slot, Some(5));
+    assert_eq!(record.slot, 5);
     assert_eq!(record.reason.to_string(), "NETFILTER_DROP");
     assert_eq!(record.location.symbol.as_deref(), Some("nf_hook_slow+0x10"));
     assert_eq!(record.time, SystemTime::UNIX_EPOCH + Duration::from_secs(2));
@@ -115,12 +115,16 @@ fn a_dnat_drop_decodes_with_both_tuples_and_names() {
 fn unknown_reasons_keep_their_number() {
     let mut raw = dnat_record();
     raw.key.reason = 999;
-    raw.slot = abi::SLOT_NONE;
     raw.ct_info = 0;
     let (record, _) = decoder().drop_record(&bytes_of(&raw)).expect("decodes");
     assert_eq!(record.reason.to_string(), "UNKNOWN_999");
-    assert_eq!(record.slot, None);
     assert_eq!(record.conntrack, None);
+    raw.slot = abi::SLOT_NONE;
+    assert_eq!(
+        decoder().drop_record(&bytes_of(&raw)).map(|_| ()),
+        Err(Error::NoSlot),
+        "drops beyond the flow table travel in overflow buckets, not records"
+    );
 }
 
 #[test]
@@ -220,7 +224,7 @@ fn a_conntrack_template_without_tuples_keeps_the_drop() {
         .drop_record(&bytes_of(&raw))
         .expect("the drop survives");
     assert_eq!(record.conntrack, None);
-    assert_eq!(record.slot, Some(5));
+    assert_eq!(record.slot, 5);
 }
 
 #[test]

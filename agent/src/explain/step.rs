@@ -17,23 +17,10 @@ use crate::{
     model::{DropEvent, Event, EventKind, Explanation},
 };
 
-/// Explanations kept for single drops, by flow shape.
-const UNAGGREGATED_CACHE: usize = 4096;
-
-/// A flow's shape: what its explanation depends on.
-type Shape = (
-    super::Target,
-    super::Target,
-    u16,
-    crate::model::Protocol,
-    Option<(std::net::IpAddr, u16)>,
-);
-
 /// The explain step.
 pub struct Explainer {
     store: Option<Arc<RwLock<Store>>>,
     by_flow: HashMap<u64, Arc<Explanation>>,
-    unaggregated: HashMap<Shape, Option<Arc<Explanation>>>,
 }
 
 impl Explainer {
@@ -42,7 +29,6 @@ impl Explainer {
         Self {
             store,
             by_flow: HashMap::new(),
-            unaggregated: HashMap::new(),
         }
     }
 
@@ -72,8 +58,8 @@ impl Explainer {
         if drop.kind != EventKind::New {
             return self.carry(drop);
         }
-        let explanation = self.explain_new(view, &drop);
-        if let (true, Some(explanation)) = (drop.aggregated, &explanation) {
+        let explanation = explain_drop(view, &drop);
+        if let Some(explanation) = &explanation {
             self.by_flow.insert(drop.flow_id, Arc::clone(explanation));
         }
         with_explanation(drop, explanation)
@@ -86,32 +72,6 @@ impl Explainer {
             _ => self.by_flow.get(&drop.flow_id).cloned(),
         };
         with_explanation(drop, explanation)
-    }
-
-    /// Explains a new flow. Single (unaggregated) drops come in floods when
-    /// the kernel's flow table is full, so their explanations are cached by
-    /// flow shape, bounded.
-    fn explain_new(&mut self, view: &View<'_>, drop: &DropEvent) -> Option<Arc<Explanation>> {
-        if drop.aggregated {
-            return explain_drop(view, drop);
-        }
-        let shape = Flow::from_packet(&drop.packet, drop.conntrack.as_ref());
-        let shape = (
-            shape.from,
-            shape.to,
-            shape.port,
-            shape.protocol,
-            shape.original,
-        );
-        if let Some(known) = self.unaggregated.get(&shape) {
-            return known.clone();
-        }
-        let explanation = explain_drop(view, drop);
-        if self.unaggregated.len() >= UNAGGREGATED_CACHE {
-            self.unaggregated.clear();
-        }
-        self.unaggregated.insert(shape, explanation.clone());
-        explanation
     }
 
     /// Flows whose explanation is held.

@@ -64,6 +64,8 @@ pub struct KernelMaps {
     pub free_slots: Queue<MapData, u32>,
     /// Per-CPU statistics.
     pub stats: PerCpuArray<MapData, u64>,
+    /// Drops beyond the flow table, per CPU, by bucket.
+    pub overflow: PerCpuArray<MapData, dropscope_abi::OverflowBucket>,
     /// Number of counter slots.
     pub slots: u32,
     /// Run-time statistics of the attached program.
@@ -133,6 +135,7 @@ impl Kernel {
             counters: CounterArray::map(take_data(&mut ebpf, maps::COUNTERS)?, slots)?,
             free_slots,
             stats: take(&mut ebpf, maps::STATS)?,
+            overflow: take(&mut ebpf, maps::OVERFLOW)?,
             slots,
             program,
         };

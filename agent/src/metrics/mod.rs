@@ -41,7 +41,7 @@
 //! - `source`: `kernel_ring_full`, `kernel_recursion`, `pipeline`,
 //!   `subscriber`.
 //! - `outcome`: `filtered`, `not_ip`, `aggregated`, `new_flow`,
-//!   `unaggregated`, `lost_ring_full`, `read_error`.
+//!   `overflow`, `lost_ring_full`, `read_error`.
 //! - `program`: the agent's BPF programs (a handful).
 //! - `kind` (metadata): the object kinds the metadata store holds.
 //!
@@ -186,7 +186,7 @@ const OUTCOMES: [&str; 7] = [
     "not_ip",
     "aggregated",
     "new_flow",
-    "unaggregated",
+    "overflow",
     "lost_ring_full",
     "read_error",
 ];
@@ -421,7 +421,7 @@ impl Metrics {
             ("not_ip", previous.not_ip, stats.not_ip),
             ("aggregated", previous.aggregated, stats.aggregated),
             ("new_flow", previous.new_flows, stats.new_flows),
-            ("unaggregated", previous.unaggregated, stats.unaggregated),
+            ("overflow", previous.overflow, stats.overflow),
             (
                 "lost_ring_full",
                 previous.lost_ring_full,

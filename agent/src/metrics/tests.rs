@@ -404,7 +404,7 @@ fn kernel_counters_stay_monotonic() {
         not_ip: 1,
         aggregated: 30,
         new_flows: 10,
-        unaggregated: 4,
+        overflow: 4,
         lost_ring_full: 3,
         read_errors: 2,
         recursion_misses: 5,
@@ -420,7 +420,7 @@ fn kernel_counters_stay_monotonic() {
     assert_sample(&text, &outcome("not_ip"), 1.0);
     assert_sample(&text, &outcome("aggregated"), 30.0);
     assert_sample(&text, &outcome("new_flow"), 10.0);
-    assert_sample(&text, &outcome("unaggregated"), 4.0);
+    assert_sample(&text, &outcome("overflow"), 4.0);
     assert_sample(&text, &outcome("lost_ring_full"), 3.0);
     assert_sample(&text, &outcome("read_error"), 2.0);
     assert_sample(&text, "dropscope_kernel_recursion_misses_total", 5.0);

@@ -8,6 +8,15 @@ use super::{
     verdict::Explanation,
 };
 
+/// An overflow aggregate: drops that found no free flow slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overflow {
+    /// The kernel's bucket.
+    pub bucket: u32,
+    /// Drops of flows other than the one `packet` names, counted here.
+    pub folded_packets: u64,
+}
+
 /// Where a drop event stands in the life of its flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -56,9 +65,10 @@ pub struct DropEvent {
     pub first_seen: SystemTime,
     /// Latest drop.
     pub last_seen: SystemTime,
-    /// False when the kernel had no free flow slot and reported this drop
-    /// on its own (it is then exactly one packet).
-    pub aggregated: bool,
+    /// Set when the kernel's flow table was full: the event aggregates the
+    /// drops of an overflow bucket (same reason, location and destination),
+    /// `packet` being the first flow counted there.
+    pub overflow: Option<Overflow>,
     /// Who the two ends are and what NetworkPolicy says about the flow
     /// (which policy denies it, the closest rule, named traps, a fix), when
     /// the agent has cluster metadata (`--snapshot` or `--kubernetes`).

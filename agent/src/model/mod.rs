@@ -5,9 +5,9 @@ pub mod event;
 pub mod record;
 pub mod tuple;
 
-pub use event::{DropEvent, Event, EventKind, LossEvent, LossSource};
+pub use event::{DropEvent, Event, EventKind, LossEvent, LossSource, Overflow};
 pub use record::{Conntrack, KernelLocation, KernelStats};
-pub use record::{DropReason, DropRecord, FlowSample, Record, TcpFlags};
+pub use record::{DropReason, DropRecord, FlowSample, OverflowSample, Record, TcpFlags};
 pub use tuple::{Endpoint, Protocol, Tuple};
 pub mod identity;
 pub mod status;

@@ -110,8 +110,8 @@ impl Conntrack {
 /// First sight of a dropped flow, or one drop the kernel could not aggregate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DropRecord {
-    /// Counter slot of the flow in the kernel, `None` for a single drop.
-    pub slot: Option<u32>,
+    /// Counter slot of the flow in the kernel.
+    pub slot: u32,
     /// When the kernel dropped it.
     pub time: SystemTime,
     /// CPU it was dropped on.
@@ -155,6 +155,33 @@ pub struct FlowSample {
     pub ended: bool,
 }
 
+/// The counters of one overflow bucket, summed over CPUs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OverflowSample {
+    /// The bucket.
+    pub bucket: u32,
+    /// Why the first drop counted here was dropped.
+    pub reason: DropReason,
+    /// Where in the kernel.
+    pub location: KernelLocation,
+    /// The tuple of the first drop counted here.
+    pub packet: Tuple,
+    /// Drops counted here since load.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Drops of other flows than `packet`'s.
+    pub folded: u64,
+    /// First drop.
+    pub first: SystemTime,
+    /// Latest drop.
+    pub last: SystemTime,
+    /// OR of every drop's TCP flags.
+    pub tcp_flags: TcpFlags,
+    /// No drop for the idle timeout: the aggregate ends here.
+    pub ended: bool,
+}
+
 /// Cumulative kernel-side statistics (sums over CPUs since load).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {
@@ -168,8 +195,8 @@ pub struct KernelStats {
     pub aggregated: u64,
     /// Selected drops that started a flow.
     pub new_flows: u64,
-    /// Selected drops reported alone (no free flow slot).
-    pub unaggregated: u64,
+    /// Selected drops counted in an overflow bucket (no free flow slot).
+    pub overflow: u64,
     /// Selected drops lost because the ring buffer was full.
     pub lost_ring_full: u64,
     /// Failed kernel reads.
@@ -189,6 +216,8 @@ pub enum Record {
     Drop(DropRecord),
     /// Counters of a known flow that changed, or its final count.
     Sample(FlowSample),
+    /// An overflow bucket that changed, or went idle.
+    Overflow(OverflowSample),
     /// Kernel statistics, sent when they change.
     Stats(KernelStats),
 }

@@ -237,8 +237,12 @@ fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String
     {
         let _ = write!(line, " at {}", location.symbol);
     }
-    if !drop.aggregated {
-        line.push_str(" (not aggregated: no free flow slot)");
+    if let Some(overflow) = &drop.overflow {
+        let _ = write!(
+            line,
+            " (flow table full: aggregated by destination, {} drops of other flows folded in)",
+            overflow.folded_packets
+        );
     }
     line
 }

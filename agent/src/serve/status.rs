@@ -127,7 +127,7 @@ impl AgentState {
                 not_ip: stats.not_ip,
                 aggregated: stats.aggregated,
                 new_flows: stats.new_flows,
-                unaggregated: stats.unaggregated,
+                overflow: stats.overflow,
                 lost_ring_full: stats.lost_ring_full,
                 read_errors: stats.read_errors,
                 recursion_misses: stats.recursion_misses,

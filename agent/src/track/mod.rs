@@ -3,17 +3,20 @@
 //! `end` with the final counts when the kernel retires it; and loss events
 //! when the kernel reports drops it could not deliver.
 //!
-//! Memory is bounded by the kernel's slot count: a flow is held from its
-//! first record to its final sample, and single (unaggregated) drops are
-//! never held.
+//! Drops beyond the kernel's flow table arrive as overflow buckets, each
+//! followed like a flow (`new` when it starts growing, `update`s, `end`
+//! when idle) with counts relative to where it stood when it started.
+//!
+//! Memory is bounded by the kernel's slot count plus its overflow buckets:
+//! a flow is held from its first record to its final sample.
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::model::{
-    DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Record,
-    TrackStatus, record::KernelStats,
+    DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Overflow,
+    OverflowSample, Record, TrackStatus, record::KernelStats,
 };
 
 /// The flow tracker.
@@ -25,7 +28,23 @@ pub struct Tracker {
     /// Drops of flows whose first record could not be decoded, reported as
     /// `Undecodable` losses when their slot's final count arrives.
     orphaned: u64,
+    /// Overflow buckets being reported, by bucket.
+    overflowing: HashMap<u32, OverflowFlow>,
+    /// Each bucket's cumulative counts when its last aggregate ended: the
+    /// next one counts from there.
+    overflow_base: HashMap<u32, Base>,
 }
+
+/// An overflow bucket reported as a flow.
+#[derive(Debug)]
+struct OverflowFlow {
+    event: Arc<DropEvent>,
+    /// The bucket's cumulative counts when this aggregate began.
+    base: Base,
+}
+
+/// A bucket's cumulative packets, bytes and folded packets at a point.
+type Base = (u64, u64, u64);
 
 impl Tracker {
     /// A tracker with no flows.
@@ -35,12 +54,12 @@ impl Tracker {
 
     /// Number of flows held.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.flows.len() + self.overflowing.len()
     }
 
     /// True when no flow is held.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.flows.is_empty() && self.overflowing.is_empty()
     }
 
     /// The events one record produces.
@@ -48,6 +67,7 @@ impl Tracker {
         match record {
             Record::Drop(drop) => vec![self.on_drop(drop)],
             Record::Sample(sample) => self.on_sample(sample),
+            Record::Overflow(sample) => vec![self.on_overflow(sample)],
             Record::Stats(stats) => self.on_stats(stats),
         }
     }
@@ -71,12 +91,10 @@ impl Tracker {
             new_packets: 1,
             first_seen: drop.time,
             last_seen: drop.time,
-            aggregated: drop.slot.is_some(),
+            overflow: None,
             explanation: None,
         });
-        if let Some(slot) = drop.slot {
-            self.flows.insert(slot, Arc::clone(&event));
-        }
+        self.flows.insert(drop.slot, Arc::clone(&event));
         Event::Drop(event)
     }
 
@@ -117,6 +135,86 @@ impl Tracker {
             self.flows.insert(sample.slot, Arc::clone(&event));
         }
         vec![Event::Drop(event)]
+    }
+
+    fn on_overflow(&mut self, sample: OverflowSample) -> Event {
+        let (packets, bytes) = (sample.packets, sample.bytes);
+        let event = match self.overflowing.get(&sample.bucket) {
+            Some(flow) => {
+                let mut event = DropEvent::clone(&flow.event);
+                event.kind = if sample.ended {
+                    EventKind::End
+                } else {
+                    EventKind::Update
+                };
+                event.new_packets = (packets - flow.base.0).saturating_sub(event.packets);
+                event.packets = packets - flow.base.0;
+                event.bytes = bytes - flow.base.1;
+                event.last_seen = sample.last;
+                event.tcp_flags_seen = sample.tcp_flags;
+                event.overflow = Some(Overflow {
+                    bucket: sample.bucket,
+                    folded_packets: sample.folded.saturating_sub(flow.base.2),
+                });
+                event
+            }
+            None => {
+                let base = self
+                    .overflow_base
+                    .get(&sample.bucket)
+                    .copied()
+                    .unwrap_or((0, 0, 0));
+                self.next_flow_id += 1;
+                DropEvent {
+                    flow_id: self.next_flow_id,
+                    kind: if sample.ended {
+                        EventKind::End
+                    } else {
+                        EventKind::New
+                    },
+                    reason: sample.reason,
+                    location: sample.location,
+                    packet: sample.packet,
+                    conntrack: None,
+                    tcp_flags: sample.tcp_flags,
+                    tcp_flags_seen: sample.tcp_flags,
+                    netns: 0,
+                    ifindex: 0,
+                    ingress_ifindex: 0,
+                    packets: packets.saturating_sub(base.0),
+                    bytes: bytes.saturating_sub(base.1),
+                    new_packets: packets.saturating_sub(base.0),
+                    first_seen: sample.first,
+                    last_seen: sample.last,
+                    overflow: Some(Overflow {
+                        bucket: sample.bucket,
+                        folded_packets: sample.folded.saturating_sub(base.2),
+                    }),
+                    explanation: None,
+                }
+            }
+        };
+        let event = Arc::new(event);
+        if sample.ended {
+            self.overflowing.remove(&sample.bucket);
+            self.overflow_base
+                .insert(sample.bucket, (packets, bytes, sample.folded));
+        } else {
+            let base = self
+                .overflowing
+                .get(&sample.bucket)
+                .map(|flow| flow.base)
+                .or_else(|| self.overflow_base.get(&sample.bucket).copied())
+                .unwrap_or((0, 0, 0));
+            self.overflowing.insert(
+                sample.bucket,
+                OverflowFlow {
+                    event: Arc::clone(&event),
+                    base,
+                },
+            );
+        }
+        Event::Drop(event)
     }
 
     fn on_stats(&mut self, stats: KernelStats) -> Vec<Event> {
@@ -190,7 +288,7 @@ impl Tracker {
             if is_stats {
                 status.send_replace(TrackStatus {
                     kernel: self.stats,
-                    active_flows: self.flows.len() as u64,
+                    active_flows: (self.flows.len() + self.overflowing.len()) as u64,
                 });
             }
         }

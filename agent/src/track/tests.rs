@@ -27,13 +27,13 @@ fn drop_of(event: &Event) -> &DropEvent {
 #[test]
 fn a_flow_is_new_then_updated_then_ended_with_cumulative_counts() {
     let mut tracker = Tracker::new();
-    let new = tracker.on_record(Record::Drop(drop_record(Some(3))));
+    let new = tracker.on_record(Record::Drop(drop_record(3)));
     let first = drop_of(&new[0]);
     assert_eq!(
         (first.kind, first.packets, first.bytes),
         (EventKind::New, 1, 60)
     );
-    assert!(first.aggregated);
+    assert!(first.overflow.is_none());
 
     let update = tracker.on_record(Record::Sample(sample(3, 4, false)));
     let update = drop_of(&update[0]);
@@ -65,21 +65,74 @@ fn a_flow_is_new_then_updated_then_ended_with_cumulative_counts() {
     );
 }
 
+fn overflow(bucket: u32, packets: u64, folded: u64, ended: bool) -> OverflowSample {
+    let record = drop_record(0);
+    OverflowSample {
+        bucket,
+        reason: record.reason,
+        location: record.location,
+        packet: record.packet,
+        packets,
+        bytes: packets * 60,
+        folded,
+        first: SystemTime::UNIX_EPOCH,
+        last: SystemTime::UNIX_EPOCH + Duration::from_secs(packets),
+        tcp_flags: record.tcp_flags,
+        ended,
+    }
+}
+
 #[test]
-fn unaggregated_drops_are_single_events_and_not_held() {
+fn an_overflow_bucket_is_reported_like_a_flow_counting_from_where_it_stood() {
     let mut tracker = Tracker::new();
-    let events = tracker.on_record(Record::Drop(drop_record(None)));
-    let event = drop_of(&events[0]);
-    assert!(!event.aggregated);
-    assert_eq!(event.packets, 1);
+    let new = tracker.on_record(Record::Overflow(overflow(7, 100, 90, false)));
+    let first = drop_of(&new[0]);
+    assert_eq!(
+        (first.kind, first.packets, first.new_packets),
+        (EventKind::New, 100, 100)
+    );
+    assert_eq!(
+        first.overflow.map(|overflow| overflow.folded_packets),
+        Some(90)
+    );
+    let update = tracker.on_record(Record::Overflow(overflow(7, 250, 230, false)));
+    let update = drop_of(&update[0]);
+    assert_eq!(
+        (
+            update.kind,
+            update.flow_id,
+            update.packets,
+            update.new_packets
+        ),
+        (EventKind::Update, first.flow_id, 250, 150)
+    );
+    let end = tracker.on_record(Record::Overflow(overflow(7, 250, 230, true)));
+    let end = drop_of(&end[0]);
+    assert_eq!(
+        (end.kind, end.packets, end.new_packets),
+        (EventKind::End, 250, 0)
+    );
     assert!(tracker.is_empty());
+
+    // The bucket grows again: a new aggregate, counted from 250.
+    let again = tracker.on_record(Record::Overflow(overflow(7, 260, 239, false)));
+    let again = drop_of(&again[0]);
+    assert_ne!(again.flow_id, first.flow_id);
+    assert_eq!(
+        (again.kind, again.packets, again.new_packets),
+        (EventKind::New, 10, 10)
+    );
+    assert_eq!(
+        again.overflow.map(|overflow| overflow.folded_packets),
+        Some(9)
+    );
 }
 
 #[test]
 fn flows_get_distinct_ids() {
     let mut tracker = Tracker::new();
-    let a = tracker.on_record(Record::Drop(drop_record(Some(1))));
-    let b = tracker.on_record(Record::Drop(drop_record(Some(2))));
+    let a = tracker.on_record(Record::Drop(drop_record(1)));
+    let b = tracker.on_record(Record::Drop(drop_record(2)));
     assert_ne!(drop_of(&a[0]).flow_id, drop_of(&b[0]).flow_id);
     assert_eq!(tracker.len(), 2);
 }

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-pub use agent::{Agent, DropView};
+pub use agent::{Agent, DropView, json_u64};
 pub use cluster::{Cluster, Snapshot};
 pub use netns::Netns;
 pub use nft::Nft;
