@@ -463,6 +463,7 @@ fn report(stats: &KernelStats) {
         new_flows = stats.new_flows,
         aggregated = stats.aggregated,
         overflow = stats.overflow,
+        ring_full = stats.ring_full,
         not_ip = stats.not_ip,
         lost_ring_full = stats.lost_ring_full,
         read_errors = stats.read_errors,

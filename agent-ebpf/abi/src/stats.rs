@@ -21,7 +21,10 @@ pub enum Stat {
     LostRingFull = 5,
     /// Invocations whose tracepoint arguments could not be read.
     ReadErrors = 6,
+    /// Selected IP drops of a new flow met a full ring buffer (the agent is
+    /// behind): counted in an overflow bucket instead of being lost.
+    RingFull = 7,
 }
 
 /// Number of [`Stat`] counters.
-pub const STAT_COUNT: u32 = 7;
+pub const STAT_COUNT: u32 = 8;

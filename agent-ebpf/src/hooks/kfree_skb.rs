@@ -51,7 +51,13 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
     // Reserve before taking a slot: a new flow is only ever created with
     // its record on the way, so user space knows every slot in use.
     let Some(mut entry) = emit::reserve() else {
-        emit::count(Stat::LostRingFull);
+        // The agent is behind: the drop is still counted, aggregated by
+        // destination, and the flow gets its record once there is room.
+        emit::count(if overflow::count(key, len, tcp_flags, now) {
+            Stat::RingFull
+        } else {
+            Stat::LostRingFull
+        });
         return;
     };
     let slot = match aggregate::account(key, len, tcp_flags, now) {

@@ -168,7 +168,7 @@ impl Capture {
         let kernel = self.stats.read()?;
         let reports = self
             .overflow
-            .finish(&self.overflow_map, kernel.overflow)
+            .finish(&self.overflow_map, kernel.overflow + kernel.ring_full)
             .map_err(overflow_error)?;
         if !self.forward_overflow(reports, output).await {
             return Ok(());
@@ -244,7 +244,12 @@ impl Capture {
         let kernel = self.stats.read()?;
         let reports = self
             .overflow
-            .sweep(&self.overflow_map, kernel.overflow, now_ns, idle_ns)
+            .sweep(
+                &self.overflow_map,
+                kernel.overflow + kernel.ring_full,
+                now_ns,
+                idle_ns,
+            )
             .map_err(overflow_error)?;
         if !self.forward_overflow(reports, output).await {
             return Ok(false);

@@ -38,6 +38,7 @@ impl StatsReader {
             aggregated: sum(Stat::Aggregated)?,
             new_flows: sum(Stat::NewFlow)?,
             overflow: sum(Stat::Overflow)?,
+            ring_full: sum(Stat::RingFull)?,
             lost_ring_full: sum(Stat::LostRingFull)?,
             read_errors: sum(Stat::ReadErrors)?,
             recursion_misses: self.program.read()?.recursion_misses,
@@ -49,6 +50,7 @@ impl StatsReader {
             + stats.aggregated
             + stats.new_flows
             + stats.overflow
+            + stats.ring_full
             + stats.lost_ring_full
             + stats.read_errors;
         Ok(stats)

@@ -41,7 +41,7 @@
 //! - `source`: `kernel_ring_full`, `kernel_recursion`, `pipeline`,
 //!   `subscriber`.
 //! - `outcome`: `filtered`, `not_ip`, `aggregated`, `new_flow`,
-//!   `overflow`, `lost_ring_full`, `read_error`.
+//!   `overflow`, `ring_full`, `lost_ring_full`, `read_error`.
 //! - `program`: the agent's BPF programs (a handful).
 //! - `kind` (metadata): the object kinds the metadata store holds.
 //!
@@ -181,12 +181,13 @@ const LOSS_SOURCES: [&str; 6] = [
 ];
 
 /// Hook outcomes, as the `outcome` label names them.
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 8] = [
     "filtered",
     "not_ip",
     "aggregated",
     "new_flow",
     "overflow",
+    "ring_full",
     "lost_ring_full",
     "read_error",
 ];
@@ -422,6 +423,7 @@ impl Metrics {
             ("aggregated", previous.aggregated, stats.aggregated),
             ("new_flow", previous.new_flows, stats.new_flows),
             ("overflow", previous.overflow, stats.overflow),
+            ("ring_full", previous.ring_full, stats.ring_full),
             (
                 "lost_ring_full",
                 previous.lost_ring_full,

@@ -405,6 +405,7 @@ fn kernel_counters_stay_monotonic() {
         aggregated: 30,
         new_flows: 10,
         overflow: 4,
+        ring_full: 0,
         lost_ring_full: 3,
         read_errors: 2,
         recursion_misses: 5,

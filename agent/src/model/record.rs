@@ -197,7 +197,11 @@ pub struct KernelStats {
     pub new_flows: u64,
     /// Selected drops counted in an overflow bucket (no free flow slot).
     pub overflow: u64,
-    /// Selected drops lost because the ring buffer was full.
+    /// Selected drops of new flows that met a full ring buffer, counted in
+    /// an overflow bucket instead.
+    pub ring_full: u64,
+    /// Selected drops lost because the ring buffer was full and no overflow
+    /// bucket could be reached (not expected).
     pub lost_ring_full: u64,
     /// Failed kernel reads.
     pub read_errors: u64,

@@ -128,6 +128,7 @@ impl AgentState {
                 aggregated: stats.aggregated,
                 new_flows: stats.new_flows,
                 overflow: stats.overflow,
+                ring_full: stats.ring_full,
                 lost_ring_full: stats.lost_ring_full,
                 read_errors: stats.read_errors,
                 recursion_misses: stats.recursion_misses,

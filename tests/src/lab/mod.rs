@@ -6,6 +6,7 @@
 mod agent;
 pub mod client;
 mod cluster;
+mod cpu_limit;
 mod netns;
 mod nft;
 mod traffic;
@@ -19,6 +20,7 @@ use anyhow::{Context, Result};
 
 pub use agent::{Agent, DropView, json_u64};
 pub use cluster::{Cluster, Snapshot};
+pub use cpu_limit::CpuLimit;
 pub use netns::Netns;
 pub use nft::Nft;
 pub use traffic::{TcpOutcome, connect_tcp, send_udp};
