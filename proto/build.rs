@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Clients dial through their own connector (Unix socket, TLS).
         .build_transport(false)
+        // Maps in key order: the same event prints the same bytes everywhere.
+        .btree_map(".")
         .file_descriptor_set_path(&descriptors)
         // Well-known types with their proto3 JSON mapping (RFC 3339 times).
         .compile_well_known_types(true)
@@ -21,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let set = std::fs::read(&descriptors)?;
     pbjson_build::Builder::new()
         .register_descriptors(&set)?
+        .btree_map(["."])
         .build(&[".dropscope"])?;
     Ok(())
 }

@@ -9,6 +9,9 @@ use crate::{
     print::events::Format, serve::ServeConfig,
 };
 
+/// The largest `--history` (events of about a kilobyte each).
+pub const MAX_HISTORY: usize = 10_000_000;
+
 /// Everything `dropscope agent` runs with.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -49,6 +52,9 @@ pub enum Error {
     /// A zero interval.
     #[error("--sample-interval must be longer than zero")]
     SampleInterval,
+    /// A history too large to be meant.
+    #[error("--history {0} is more than {max} events", max = MAX_HISTORY)]
+    History(usize),
     /// No node name.
     #[error("--node-name is empty (and neither NODE_NAME nor the host name gave one)")]
     NodeName,
@@ -71,6 +77,9 @@ impl AgentConfig {
         }
         if self.kernel.flow_slots == 0 {
             return Err(Error::FlowSlots);
+        }
+        if self.fanout.history > MAX_HISTORY {
+            return Err(Error::History(self.fanout.history));
         }
         if self.node.trim().is_empty() {
             return Err(Error::NodeName);

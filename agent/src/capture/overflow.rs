@@ -47,8 +47,12 @@ impl OverflowTable {
     ) -> Result<Vec<BucketReport>, aya::maps::MapError> {
         let mut reports = Vec::new();
         if overflow_stat != self.counted {
-            self.counted = overflow_stat;
-            reports = self.grown(map, false)?;
+            let (grown, complete) = self.grown(map, false)?;
+            // A bucket caught half-written is read again next time.
+            if complete {
+                self.counted = overflow_stat;
+            }
+            reports = grown;
         }
         for (bucket, reported) in &mut self.reported {
             let idle = now_ns.saturating_sub(reported.summed.last_ns) >= idle_ns;
@@ -76,19 +80,29 @@ impl OverflowTable {
             return Ok(Vec::new());
         }
         self.counted = overflow_stat;
-        self.grown(map, true)
+        Ok(self.grown(map, true)?.0)
     }
 
     /// Reads every bucket; reports those that grew (and, with `all_active`,
-    /// those still active), marking what was reported.
+    /// those still active), marking what was reported. False when a bucket
+    /// was caught while its first drop was being written (its key not yet
+    /// there): it is left for the next read.
     fn grown(
         &mut self,
         map: &PerCpuArray<MapData, OverflowBucket>,
         all_active: bool,
-    ) -> Result<Vec<BucketReport>, aya::maps::MapError> {
+    ) -> Result<(Vec<BucketReport>, bool), aya::maps::MapError> {
         let mut reports = Vec::new();
+        let mut complete = true;
         for bucket in 0..OVERFLOW_BUCKETS {
             let per_cpu: PerCpuValues<OverflowBucket> = map.get(&bucket, 0)?;
+            if per_cpu
+                .iter()
+                .any(|value| value.packets > 0 && value.key.tuple.family == 0)
+            {
+                complete = false;
+                continue;
+            }
             let summed = sum(&per_cpu);
             if summed.packets == 0 {
                 continue;
@@ -110,7 +124,7 @@ impl OverflowTable {
                 });
             }
         }
-        Ok(reports)
+        Ok((reports, complete))
     }
 }
 

@@ -77,7 +77,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Hook::Auto, env = "DROPSCOPE_HOOK")]
     pub hook: Hook,
     /// Flows aggregated in the kernel at once; beyond that, drops are
-    /// reported one by one.
+    /// counted in overflow aggregates by reason, location and destination.
     #[arg(long, default_value_t = dropscope_abi::maps::FLOW_SLOTS, env = "DROPSCOPE_FLOW_SLOTS")]
     pub flow_slots: u32,
     /// Kernel ring buffer size in bytes (power of two).

@@ -339,6 +339,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut attempt = 0;
     let mut last_time: Option<pbjson_types::Timestamp> = None;
     loop {
+        let printed_before = last_time;
         let outcome = stream_once(
             &connection,
             &request,
@@ -348,8 +349,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &mut last_time,
         )
         .await;
+        let until_passed = args.until.is_some_and(|until| until <= SystemTime::now());
         match outcome {
-            Ok(()) if !args.follow => return Ok(()),
+            Ok(()) if !args.follow || until_passed => return Ok(()),
             Ok(()) => eprintln!("dropscope observe: the agent ended the stream; reconnecting"),
             Err(error) if !args.follow => return Err(error),
             Err(error) => eprintln!("dropscope observe: {error:#}; reconnecting"),
@@ -359,6 +361,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if let Some(time) = &last_time {
             request.since = Some(*time);
             request.number = 0;
+        }
+        // A stream that delivered something resets the backoff.
+        if last_time != printed_before {
+            attempt = 0;
         }
         tokio::time::sleep(BACKOFF[attempt.min(BACKOFF.len() - 1)]).await;
         attempt += 1;

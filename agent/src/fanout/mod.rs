@@ -218,10 +218,7 @@ impl Cursor {
         }
         let read = self.hub.ring().read(&mut self.next);
         match read {
-            ring::Read::Entry(entry) => {
-                self.stats.sent();
-                Some(Item::Event(entry))
-            }
+            ring::Read::Entry(entry) => Some(Item::Event(entry)),
             ring::Read::Overtaken { events, drops } => {
                 let (total_events, total_drops) = self.stats.lost(events, drops);
                 Some(Item::Lost(
@@ -238,6 +235,11 @@ impl Cursor {
             }
             ring::Read::Empty => None,
         }
+    }
+
+    /// Counts one event as delivered to this reader (after its filters).
+    pub fn delivered(&self) {
+        self.stats.sent();
     }
 
     /// What this cursor read and missed so far.

@@ -115,7 +115,8 @@ fn second_of(time: SystemTime) -> u64 {
 impl Ring {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: VecDeque::with_capacity(capacity),
+            // Grows as events come: a large --history costs nothing idle.
+            entries: VecDeque::new(),
             capacity,
             next_seq: 1,
             cum: 0,

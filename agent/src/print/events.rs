@@ -50,12 +50,36 @@ impl Style {
 /// The header line of `table`.
 pub const TABLE_HEADER: &str = "TIME                      NODE            KIND    REASON              SOURCE                                    DESTINATION                                          PROTO  VERDICT       POLICY                        COUNT";
 
+/// Lines queued for the writer thread.
+const WRITE_QUEUE: usize = 64;
+
 /// Writes every item of `cursor` to stdout until the hub closes or stdout
-/// does (a closed pipe ends this sink, not the agent).
+/// does (a closed pipe ends this sink, not the agent). The writes happen on
+/// a thread of their own: a terminal that stops reading blocks that thread,
+/// never a runtime worker, and cannot keep the process from exiting.
 pub async fn run(mut cursor: Cursor, format: Format) {
     let style = Style::for_terminal(&std::io::stdout());
     let node = cursor.node().to_owned();
-    if format == Format::Table && write_line(TABLE_HEADER).is_err() {
+    let (lines, mut queued) = tokio::sync::mpsc::channel::<String>(WRITE_QUEUE);
+    let (done, written) = tokio::sync::oneshot::channel();
+    let writer = std::thread::Builder::new()
+        .name("stdout".into())
+        .spawn(move || {
+            let stdout = std::io::stdout();
+            while let Some(line) = queued.blocking_recv() {
+                let mut out = stdout.lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    tracing::info!("stdout closed; stopping the terminal output");
+                    break;
+                }
+            }
+            let _ = done.send(());
+        });
+    if let Err(error) = writer {
+        tracing::error!(%error, "cannot start the stdout writer; no terminal output");
+        return;
+    }
+    if format == Format::Table && lines.send(TABLE_HEADER.to_owned()).await.is_err() {
         return;
     }
     while let Some(item) = cursor.next().await {
@@ -63,17 +87,13 @@ pub async fn run(mut cursor: Cursor, format: Format) {
             Item::Event(entry) => entry.event,
             Item::Lost(loss, until) => std::sync::Arc::new(loss_message(&loss, until, &node)),
         };
-        if write_line(&render(&message, format, style)).is_err() {
-            tracing::info!("stdout closed; stopping the terminal output");
+        if lines.send(render(&message, format, style)).await.is_err() {
             return;
         }
+        cursor.delivered();
     }
-}
-
-fn write_line(line: &str) -> std::io::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    writeln!(out, "{line}").and_then(|()| out.flush())
+    drop(lines);
+    let _ = written.await;
 }
 
 /// One event as one line.

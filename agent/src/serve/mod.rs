@@ -60,6 +60,18 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// Something other than a socket is at the socket path.
+    #[error("--listen unix:{path}: the path exists and is not a socket; choose another path")]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another process answers on the socket.
+    #[error("--listen unix:{path}: another process (an agent already running?) listens there")]
+    SocketInUse {
+        /// The path.
+        path: PathBuf,
+    },
     /// Binding failed.
     #[error("listening on {listen}: {source}")]
     Bind {
@@ -187,10 +199,25 @@ fn bind_unix(path: &std::path::Path, listen: &Listen) -> Result<UnixListener, Er
     {
         std::fs::create_dir_all(parent).map_err(socket_error)?;
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale API socket"),
+    // Only a stale socket is replaced: never another kind of file, never
+    // the socket of an agent that still answers.
+    match std::fs::symlink_metadata(path) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(socket_error(error)),
+        Ok(meta) if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            return Err(Error::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        Ok(_) if std::os::unix::net::UnixStream::connect(path).is_ok() => {
+            return Err(Error::SocketInUse {
+                path: path.to_owned(),
+            });
+        }
+        Ok(_) => {
+            std::fs::remove_file(path).map_err(socket_error)?;
+            tracing::debug!(path = %path.display(), "removed a stale API socket");
+        }
     }
     UnixListener::bind(path).map_err(|source| Error::Bind {
         listen: listen.clone(),
@@ -199,29 +226,39 @@ fn bind_unix(path: &std::path::Path, listen: &Listen) -> Result<UnixListener, Er
 }
 
 /// TLS handshakes run beside the accept loop, so a slow or silent client
-/// cannot hold up the others; failed handshakes are logged at debug.
+/// cannot hold up the others; at most [`MAX_HANDSHAKES`] at once, failed
+/// ones logged at debug. The loop ends with the server.
 fn tls_handshakes(
     listener: TcpListener,
     config: Arc<ReloadingConfig>,
 ) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>>
 {
     const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
     let (sender, receiver) = mpsc::channel(16);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                () = sender.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    // Out of descriptors, typically: pause rather than spin.
                     tracing::warn!(%error, "accepting an API connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
-            if sender.is_closed() {
+            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
                 return;
-            }
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(config.get());
             let handshaken = sender.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
                         let _ = handshaken.send(Ok(stream)).await;
@@ -234,6 +271,9 @@ fn tls_handshakes(
     });
     ReceiverStream::new(receiver)
 }
+
+/// TLS handshakes in progress at once.
+const MAX_HANDSHAKES: usize = 64;
 
 fn log_refused(peer: SocketAddr, why: &str) {
     tracing::debug!(%peer, why, "TLS handshake failed; connection refused");

@@ -33,6 +33,14 @@ enum Begin {
     LastMatching(u64),
 }
 
+/// Sleeps `wait`, or forever without one.
+async fn sleep_or_forever(wait: Option<std::time::Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// An invalid request, naming the field.
 fn invalid(field: &str, why: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {why}"))
@@ -96,7 +104,18 @@ impl Plan {
             Begin::At(start) => hub.cursor(start, peer),
             Begin::LastMatching(count) => {
                 let filters = &self.filters;
-                hub.cursor_last_matching(count, &|event| filters.matches(event), peer)
+                let until = self.until.map(convert::timestamp);
+                let before_until = |event: &v1::Event| match (&until, &event.time) {
+                    (Some(until), Some(time)) => {
+                        (time.seconds, time.nanos) < (until.seconds, until.nanos)
+                    }
+                    _ => true,
+                };
+                hub.cursor_last_matching(
+                    count,
+                    &|event| before_until(event) && filters.matches(event),
+                    peer,
+                )
             }
         };
         // Without follow, the stream ends at what is published now.
@@ -117,16 +136,20 @@ impl Plan {
         loop {
             let item = match end {
                 Some(_) => cursor.try_next(),
-                None => match self.until {
-                    Some(until) => {
-                        let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
-                        tokio::select! {
-                            item = cursor.next() => item,
-                            () = tokio::time::sleep(wait) => None,
-                        }
+                None => {
+                    let wait = self
+                        .until
+                        .map(|until| until.duration_since(SystemTime::now()).unwrap_or_default());
+                    // Events first: history before `until` is sent even
+                    // when the deadline has passed; a client that went away
+                    // ends the task at once, even on a quiet node.
+                    tokio::select! {
+                        biased;
+                        item = cursor.next() => item,
+                        () = sender.closed() => return,
+                        () = sleep_or_forever(wait) => None,
                     }
-                    None => cursor.next().await,
-                },
+                }
             };
             let message = match item {
                 None => return,
@@ -148,6 +171,7 @@ impl Plan {
             if sender.send(Ok(v1::Event::clone(&message))).await.is_err() {
                 return;
             }
+            cursor.delivered();
             if self.first.is_some_and(|first| sent_matching >= first) {
                 return;
             }

@@ -81,32 +81,24 @@ impl AgentState {
         let stats = track.kernel;
         let history = hub.history();
         let subscribers = hub.subscribers();
-        let (lost_events, lost_drops) =
-            subscribers
-                .iter()
-                .fold((0, 0), |(events, drops), subscriber| {
-                    (
-                        events + subscriber.lost_events,
-                        drops + subscriber.lost_drops,
-                    )
-                });
-        let mut losses = vec![
-            v1::LossCount {
-                source: v1::LossSource::KernelRingFull as i32,
-                events: 0,
-                drops: stats.lost_ring_full,
-            },
-            v1::LossCount {
-                source: v1::LossSource::KernelRecursion as i32,
-                events: 0,
-                drops: stats.recursion_misses,
-            },
+        // Every reader since start, closed ones included.
+        let (lost_events, lost_drops) = hub.subscriber_losses();
+        let loss = |source: v1::LossSource, events, drops| v1::LossCount {
+            source: source as i32,
+            events,
+            drops,
+        };
+        let losses = vec![
+            loss(v1::LossSource::KernelRingFull, 0, stats.lost_ring_full),
+            loss(v1::LossSource::KernelRecursion, 0, stats.recursion_misses),
+            loss(
+                v1::LossSource::KernelUnreadable,
+                0,
+                stats.not_ip + stats.read_errors,
+            ),
+            loss(v1::LossSource::Undecodable, 0, stats.undecodable),
+            loss(v1::LossSource::Subscriber, lost_events, lost_drops),
         ];
-        losses.push(v1::LossCount {
-            source: v1::LossSource::Subscriber as i32,
-            events: lost_events,
-            drops: lost_drops,
-        });
         let now = SystemTime::now();
         let uptime = now.duration_since(self.started).unwrap_or_default();
         v1::GetStatusResponse {
@@ -164,7 +156,7 @@ impl AgentState {
             MetadataSource::Snapshot => v1::MetadataSource::Snapshot,
             MetadataSource::Kubernetes => v1::MetadataSource::Kubernetes,
         };
-        let mut objects = std::collections::HashMap::new();
+        let mut objects = std::collections::BTreeMap::new();
         if let Some(store) = self.metadata.get().and_then(|state| state.store.as_ref()) {
             let counts = store.read().await.counts();
             for (kind, count) in counts.by_kind() {

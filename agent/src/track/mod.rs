@@ -67,7 +67,7 @@ impl Tracker {
         match record {
             Record::Drop(drop) => vec![self.on_drop(drop)],
             Record::Sample(sample) => self.on_sample(sample),
-            Record::Overflow(sample) => vec![self.on_overflow(sample)],
+            Record::Overflow(sample) => self.on_overflow(sample),
             Record::Stats(stats) => self.on_stats(stats),
         }
     }
@@ -137,7 +137,19 @@ impl Tracker {
         vec![Event::Drop(event)]
     }
 
-    fn on_overflow(&mut self, sample: OverflowSample) -> Event {
+    /// An overflow bucket's report: `new` when it starts growing (with an
+    /// `end` right after when the report is already its last), `update`,
+    /// `end`. An aggregate after the first in its bucket says it started at
+    /// the sample that found it growing (the kernel keeps no per-aggregate
+    /// start); its flags are the bucket's since load.
+    fn on_overflow(&mut self, sample: OverflowSample) -> Vec<Event> {
+        if sample.ended && !self.overflowing.contains_key(&sample.bucket) {
+            let mut opened = sample.clone();
+            opened.ended = false;
+            let mut events = self.on_overflow(opened);
+            events.extend(self.on_overflow(sample));
+            return events;
+        }
         let (packets, bytes) = (sample.packets, sample.bytes);
         let event = match self.overflowing.get(&sample.bucket) {
             Some(flow) => {
@@ -184,7 +196,11 @@ impl Tracker {
                     packets: packets.saturating_sub(base.0),
                     bytes: bytes.saturating_sub(base.1),
                     new_packets: packets.saturating_sub(base.0),
-                    first_seen: sample.first,
+                    first_seen: if base.0 == 0 {
+                        sample.first
+                    } else {
+                        sample.last
+                    },
                     last_seen: sample.last,
                     overflow: Some(Overflow {
                         bucket: sample.bucket,
@@ -214,7 +230,7 @@ impl Tracker {
                 },
             );
         }
-        Event::Drop(event)
+        vec![Event::Drop(event)]
     }
 
     fn on_stats(&mut self, stats: KernelStats) -> Vec<Event> {

@@ -209,3 +209,15 @@ fn a_flow_whose_first_record_was_undecodable_is_a_loss_of_its_final_count() {
         other => panic!("expected one loss, got {other:?}"),
     }
 }
+
+#[test]
+fn an_overflow_bucket_first_seen_in_its_final_report_still_opens_before_it_ends() {
+    let mut tracker = Tracker::new();
+    let events = tracker.on_record(Record::Overflow(overflow(9, 12, 0, true)));
+    let kinds: Vec<(EventKind, u64)> = events
+        .iter()
+        .map(|event| (drop_of(event).kind, drop_of(event).new_packets))
+        .collect();
+    assert_eq!(kinds, [(EventKind::New, 12), (EventKind::End, 0)]);
+    assert!(tracker.is_empty());
+}

@@ -14,7 +14,7 @@
 mod lexer;
 mod name;
 
-use std::{collections::HashMap, str::FromStr};
+use std::{collections::BTreeMap, str::FromStr};
 
 use lexer::{Lexer, Token};
 use name::{validate_key, validate_value};
@@ -54,7 +54,7 @@ enum Operator {
 
 impl LabelSelector {
     /// True when every requirement holds for `labels`.
-    pub fn matches(&self, labels: &HashMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements
             .iter()
             .all(|requirement| requirement.matches(labels))
@@ -63,7 +63,7 @@ impl LabelSelector {
 
 impl Requirement {
     /// True when this requirement holds for `labels`.
-    fn matches(&self, labels: &HashMap<String, String>) -> bool {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let value = labels.get(self.key.as_str()).map(String::as_str);
         match &self.operator {
             Operator::Equals(wanted) => value == Some(wanted.as_str()),

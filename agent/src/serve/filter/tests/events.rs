@@ -1,7 +1,7 @@
 //! Proto events for the filter tests: a plain drop, the same explained
 //! (pod to pod, denied on ingress), and DNATed from a Service VIP; a loss.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use dropscope_proto::v1::{
     ClosestMiss, Conntrack, DirectionReport, DropEvent, DropEventKind, DropReason, Endpoint, Event,
@@ -40,7 +40,7 @@ fn pod(namespace: &str, name: &str, labels: &[(&str, &str)], workload: (&str, &s
             labels: labels
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect::<HashMap<_, _>>(),
+                .collect::<BTreeMap<_, _>>(),
             workload: Some(Workload {
                 kind: workload.0.into(),
                 name: workload.1.into(),

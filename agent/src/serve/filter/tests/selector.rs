@@ -1,12 +1,12 @@
 //! Label selector strings: one row per operator and rule of the Kubernetes
 //! syntax, and the errors for what does not parse.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::serve::filter::{LabelSelector, SelectorError};
 
 /// Labels from pairs.
-fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
