@@ -31,6 +31,10 @@ pub type Str = Arc<str>;
 #[derive(Debug, Default)]
 pub struct Interner {
     strings: HashSet<Str>,
+    /// Whole label sets: the replicas of a workload share one.
+    label_sets: HashSet<Arc<[(Str, Str)]>>,
+    /// Whole container port lists, shared the same way.
+    port_lists: HashSet<Arc<[ContainerPort]>>,
 }
 
 impl Interner {
@@ -44,8 +48,31 @@ impl Interner {
         new
     }
 
-    /// Forgets strings no object uses any more.
+    /// The shared copy of a label set.
+    fn label_set(&mut self, labels: Vec<(Str, Str)>) -> Arc<[(Str, Str)]> {
+        if let Some(found) = self.label_sets.get(labels.as_slice()) {
+            return found.clone();
+        }
+        let new: Arc<[(Str, Str)]> = Arc::from(labels);
+        self.label_sets.insert(new.clone());
+        new
+    }
+
+    /// The shared copy of a container port list.
+    fn port_list(&mut self, ports: Vec<ContainerPort>) -> Arc<[ContainerPort]> {
+        if let Some(found) = self.port_lists.get(ports.as_slice()) {
+            return found.clone();
+        }
+        let new: Arc<[ContainerPort]> = Arc::from(ports);
+        self.port_lists.insert(new.clone());
+        new
+    }
+
+    /// Forgets strings, label sets and port lists no object uses any more
+    /// (label sets first: they hold strings).
     pub fn prune(&mut self) {
+        self.label_sets.retain(|set| Arc::strong_count(set) > 1);
+        self.port_lists.retain(|list| Arc::strong_count(list) > 1);
         self.strings.retain(|string| Arc::strong_count(string) > 1);
     }
 }
@@ -71,8 +98,14 @@ impl fmt::Display for Key {
 }
 
 /// Labels, sorted by key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(Str, Str)]>);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Labels(Arc<[(Str, Str)]>);
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self(Arc::new([]))
+    }
+}
 
 impl Labels {
     /// Interned labels from a map.
@@ -83,7 +116,7 @@ impl Labels {
             .map(|(key, value)| (interner.get(key), interner.get(value)))
             .collect::<Vec<_>>();
         // BTreeMap iteration is sorted already.
-        Self(labels.into_boxed_slice())
+        Self(interner.label_set(labels))
     }
 
     /// Labels from pairs (sorted here).
@@ -94,7 +127,7 @@ impl Labels {
             .collect();
         labels.sort();
         labels.dedup_by(|a, b| a.0 == b.0);
-        Self(labels.into_boxed_slice())
+        Self(Arc::from(labels))
     }
 
     /// The value of a label.
@@ -148,7 +181,7 @@ pub struct Namespace {
 }
 
 /// A container port a named port can resolve to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContainerPort {
     /// Its name, when it has one.
     pub name: Option<Str>,
@@ -179,8 +212,9 @@ pub struct Pod {
     pub finished: bool,
     /// The owning workload: (kind, name).
     pub workload: Option<(Str, Str)>,
-    /// Container ports of every container (init/sidecar containers too).
-    pub ports: Box<[ContainerPort]>,
+    /// Container ports of every container (init/sidecar containers too),
+    /// shared by pods with the same list.
+    pub ports: Arc<[ContainerPort]>,
 }
 
 impl Pod {
@@ -406,7 +440,8 @@ pub fn pod(object: &K8sPod, interner: &mut Interner) -> Result<Pod, Error> {
     let key = meta_key("Pod", &object.metadata, true, interner)?;
     let spec = object.spec.as_ref();
     let status = object.status.as_ref();
-    let uid = interner.get(object.metadata.uid.as_deref().unwrap_or_default());
+    // Unique per pod: interning would only add a table entry.
+    let uid: Str = Arc::from(object.metadata.uid.as_deref().unwrap_or_default());
     let mut ips: Vec<&str> = status
         .and_then(|status| status.pod_ips.as_ref())
         .into_iter()
@@ -449,7 +484,7 @@ pub fn pod(object: &K8sPod, interner: &mut Interner) -> Result<Pod, Error> {
         host_network: spec.and_then(|spec| spec.host_network).unwrap_or(false),
         finished: matches!(phase, Some("Succeeded" | "Failed")),
         workload: workload(&object.metadata, interner),
-        ports: ports.into_boxed_slice(),
+        ports: interner.port_list(ports),
         namespace: key.namespace,
         name: key.name,
     })

@@ -9,6 +9,7 @@ use std::{
     sync::Arc,
 };
 
+use ipnet::IpNet;
 use k8s_openapi::api::{
     core::v1::{Namespace as K8sNamespace, Node as K8sNode, Pod as K8sPod, Service as K8sService},
     discovery::v1::EndpointSlice as K8sEndpointSlice,
@@ -18,7 +19,7 @@ use k8s_openapi::api::{
 use super::{
     Error,
     object::{self, EndpointSlice, Interner, Key, Namespace, Node, Pod, Service, Str},
-    policy::{self, Policy},
+    policy::{self, Policy, Selector},
 };
 
 /// The kinds the store keeps.
@@ -136,17 +137,58 @@ fn index_insert<T>(index: &mut LabelIndex<T>, key: &Str, value: &Str, item: T) {
 }
 
 fn index_remove<T>(index: &mut LabelIndex<Arc<T>>, key: &str, value: &str, item: &Arc<T>) {
+    index_remove_by(index, key, value, |other| Arc::ptr_eq(other, item));
+}
+
+fn index_remove_by<T>(
+    index: &mut LabelIndex<T>,
+    key: &str,
+    value: &str,
+    is_item: impl Fn(&T) -> bool,
+) {
     let Some(values) = index.get_mut(key) else {
         return;
     };
     if let Some(items) = values.get_mut(value) {
-        items.retain(|other| !Arc::ptr_eq(other, item));
+        items.retain(|other| !is_item(other));
         if items.is_empty() {
             values.remove(value);
         }
     }
     if values.is_empty() {
         index.remove(key);
+    }
+}
+
+/// Takes one from a count, forgetting it at zero.
+fn decrement<K: std::hash::Hash + Eq + Ord, M: CountMap<K>>(counts: &mut M, key: &K) {
+    counts.decrement(key);
+}
+
+/// A map of counts (hash or ordered).
+trait CountMap<K> {
+    fn decrement(&mut self, key: &K);
+}
+
+impl<K: std::hash::Hash + Eq> CountMap<K> for HashMap<K, u32> {
+    fn decrement(&mut self, key: &K) {
+        if let Some(count) = self.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                self.remove(key);
+            }
+        }
+    }
+}
+
+impl<K: Ord> CountMap<K> for BTreeMap<K, u32> {
+    fn decrement(&mut self, key: &K) {
+        if let Some(count) = self.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                self.remove(key);
+            }
+        }
     }
 }
 
@@ -196,8 +238,8 @@ pub struct Store {
     interner: Interner,
     pub(super) namespaces: HashMap<Str, Arc<Namespace>>,
     pub(super) pods: HashMap<Key, Arc<Pod>>,
-    pub(super) pod_by_uid: HashMap<Str, Key>,
-    pub(super) pod_by_ip: HashMap<IpAddr, Key>,
+    pub(super) pod_by_uid: HashMap<Str, Arc<Pod>>,
+    pub(super) pod_by_ip: HashMap<IpAddr, Arc<Pod>>,
     pub(super) pods_by_namespace: HashMap<Str, NamespacePods>,
     pub(super) services: HashMap<Key, Arc<Service>>,
     pub(super) service_by_ip: HashMap<IpAddr, Key>,
@@ -211,6 +253,22 @@ pub struct Store {
     /// Policies whose non-empty podSelector selects no pod of their own
     /// namespace (kept current on every pod and policy change).
     pub(super) orphans: BTreeMap<Key, Arc<Policy>>,
+    /// The same orphans grouped by podSelector: explain asks which orphans
+    /// select a pod's labels, and checks each distinct selector once.
+    pub(super) orphan_groups: HashMap<Selector, BTreeMap<Key, Arc<Policy>>>,
+    /// Orphan selectors by their first `key=value` equality.
+    pub(super) orphan_selectors_by_label: LabelIndex<Selector>,
+    /// Orphan selectors without an equality.
+    pub(super) orphan_selectors_unindexed: Vec<Selector>,
+    /// Namespace names by label key, then value.
+    pub(super) namespaces_by_label: LabelIndex<Str>,
+    /// For each pod label key and value, the namespaces holding (not
+    /// host-network) pods that carry it, with how many.
+    pub(super) pod_label_namespaces: HashMap<Str, HashMap<Str, HashMap<Str, u32>>>,
+    /// Every node's pod CIDR (truncated), with how many nodes list it.
+    pub(super) pod_cidrs: HashMap<IpNet, u32>,
+    /// The prefix lengths among `pod_cidrs` (IPv4 or not, length), counted.
+    pub(super) pod_cidr_prefixes: BTreeMap<(bool, u8), u32>,
     pub(super) nodes: HashMap<Str, Arc<Node>>,
     pub(super) node_by_ip: HashMap<IpAddr, Str>,
     relisting: HashMap<Kind, HashSet<Key>>,
@@ -303,6 +361,21 @@ impl Store {
         match object {
             Object::Namespace(namespace) => {
                 let namespace = object::namespace(namespace, &mut self.interner)?;
+                self.remove(
+                    Kind::Namespace,
+                    &Key {
+                        namespace: "".into(),
+                        name: namespace.name.clone(),
+                    },
+                );
+                for (label, value) in namespace.labels.iter() {
+                    index_insert(
+                        &mut self.namespaces_by_label,
+                        label,
+                        value,
+                        namespace.name.clone(),
+                    );
+                }
                 self.namespaces
                     .insert(namespace.name.clone(), Arc::new(namespace));
             }
@@ -334,6 +407,14 @@ impl Store {
                 for ip in &node.ips {
                     self.node_by_ip.insert(*ip, node.name.clone());
                 }
+                for cidr in &node.pod_cidrs {
+                    let cidr = cidr.trunc();
+                    *self.pod_cidrs.entry(cidr).or_default() += 1;
+                    *self
+                        .pod_cidr_prefixes
+                        .entry((matches!(cidr, IpNet::V4(_)), cidr.prefix_len()))
+                        .or_default() += 1;
+                }
                 self.nodes.insert(node.name.clone(), Arc::new(node));
             }
         }
@@ -343,15 +424,15 @@ impl Store {
     fn insert_pod(&mut self, pod: Pod) {
         let key = pod.key();
         self.remove(Kind::Pod, &key);
+        let pod = Arc::new(pod);
         if !pod.uid.is_empty() {
-            self.pod_by_uid.insert(pod.uid.clone(), key.clone());
+            self.pod_by_uid.insert(pod.uid.clone(), pod.clone());
         }
         if !pod.host_network && !pod.finished {
             for ip in &pod.ips {
-                self.pod_by_ip.insert(*ip, key.clone());
+                self.pod_by_ip.insert(*ip, pod.clone());
             }
         }
-        let pod = Arc::new(pod);
         let namespace = self
             .pods_by_namespace
             .entry(key.namespace.clone())
@@ -359,6 +440,18 @@ impl Store {
         namespace.by_name.insert(key.name.clone(), pod.clone());
         for (label, value) in pod.labels.iter() {
             index_insert(&mut namespace.by_label, label, value, pod.clone());
+        }
+        if !pod.host_network {
+            for (label, value) in pod.labels.iter() {
+                *self
+                    .pod_label_namespaces
+                    .entry(label.clone())
+                    .or_default()
+                    .entry(value.clone())
+                    .or_default()
+                    .entry(key.namespace.clone())
+                    .or_default() += 1;
+            }
         }
         self.pods.insert(key.clone(), pod);
         self.refresh_orphans(&key.namespace);
@@ -396,9 +489,55 @@ impl Store {
         }
         for (key, policy) in changes {
             match policy {
-                Some(policy) => self.orphans.insert(key, policy),
-                None => self.orphans.remove(&key),
-            };
+                Some(policy) => self.orphan_insert(key, policy),
+                None => self.orphan_remove(&key),
+            }
+        }
+    }
+
+    fn orphan_insert(&mut self, key: Key, policy: Arc<Policy>) {
+        let selector = &policy.pod_selector;
+        let group = match self.orphan_groups.get_mut(selector) {
+            Some(group) => group,
+            None => {
+                match selector.first_equality() {
+                    Some((label, value)) => index_insert(
+                        &mut self.orphan_selectors_by_label,
+                        label,
+                        value,
+                        selector.clone(),
+                    ),
+                    None => self.orphan_selectors_unindexed.push(selector.clone()),
+                }
+                self.orphan_groups.entry(selector.clone()).or_default()
+            }
+        };
+        group.insert(key.clone(), policy.clone());
+        self.orphans.insert(key, policy);
+    }
+
+    fn orphan_remove(&mut self, key: &Key) {
+        let Some(policy) = self.orphans.remove(key) else {
+            return;
+        };
+        let selector = &policy.pod_selector;
+        let Some(group) = self.orphan_groups.get_mut(selector) else {
+            return;
+        };
+        group.remove(key);
+        if !group.is_empty() {
+            return;
+        }
+        self.orphan_groups.remove(selector);
+        match selector.first_equality() {
+            Some((label, value)) => {
+                index_remove_by(&mut self.orphan_selectors_by_label, label, value, |other| {
+                    other == selector
+                })
+            }
+            None => self
+                .orphan_selectors_unindexed
+                .retain(|other| other != selector),
         }
     }
 
@@ -453,7 +592,13 @@ impl Store {
     fn remove(&mut self, kind: Kind, key: &Key) {
         match kind {
             Kind::Namespace => {
-                self.namespaces.remove(&key.name);
+                if let Some(namespace) = self.namespaces.remove(&key.name) {
+                    for (label, value) in namespace.labels.iter() {
+                        index_remove_by(&mut self.namespaces_by_label, label, value, |name| {
+                            *name == namespace.name
+                        });
+                    }
+                }
             }
             Kind::Node => {
                 if let Some(node) = self.nodes.remove(&key.name) {
@@ -462,18 +607,45 @@ impl Store {
                             self.node_by_ip.remove(ip);
                         }
                     }
+                    for cidr in &node.pod_cidrs {
+                        let cidr = cidr.trunc();
+                        let prefix = (matches!(cidr, IpNet::V4(_)), cidr.prefix_len());
+                        decrement(&mut self.pod_cidrs, &cidr);
+                        decrement(&mut self.pod_cidr_prefixes, &prefix);
+                    }
                 }
             }
             Kind::Pod => {
                 let Some(pod) = self.pods.remove(key) else {
                     return;
                 };
-                if self.pod_by_uid.get(&pod.uid) == Some(key) {
+                let is_this = |other: Option<&Arc<Pod>>| {
+                    other.is_some_and(|other| {
+                        other.name == key.name && other.namespace == key.namespace
+                    })
+                };
+                if is_this(self.pod_by_uid.get(&pod.uid)) {
                     self.pod_by_uid.remove(&pod.uid);
                 }
                 for ip in &pod.ips {
-                    if self.pod_by_ip.get(ip) == Some(key) {
+                    if is_this(self.pod_by_ip.get(ip)) {
                         self.pod_by_ip.remove(ip);
+                    }
+                }
+                if !pod.host_network {
+                    for (label, value) in pod.labels.iter() {
+                        let Some(values) = self.pod_label_namespaces.get_mut(label) else {
+                            continue;
+                        };
+                        if let Some(namespaces) = values.get_mut(value) {
+                            decrement(namespaces, &key.namespace);
+                            if namespaces.is_empty() {
+                                values.remove(value);
+                            }
+                        }
+                        if values.is_empty() {
+                            self.pod_label_namespaces.remove(label);
+                        }
                     }
                 }
                 if let Some(namespace) = self.pods_by_namespace.get_mut(&key.namespace) {
@@ -519,10 +691,10 @@ impl Store {
                 let Some(policy) = policies.remove(&key.name) else {
                     return;
                 };
-                self.orphans.remove(key);
                 if policies.is_empty() {
                     self.policies_by_namespace.remove(&key.namespace);
                 }
+                self.orphan_remove(key);
                 match policy.pod_selector.first_equality() {
                     Some((label, value)) => {
                         index_remove(&mut self.policies_by_label, label, value, &policy);

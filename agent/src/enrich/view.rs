@@ -67,18 +67,12 @@ impl<'a> View<'a> {
 
     /// The (not host-network, not finished) pod that owns an IP.
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&'a Arc<Pod>> {
-        self.store
-            .pod_by_ip
-            .get(&ip)
-            .and_then(|key| self.store.pods.get(key))
+        self.store.pod_by_ip.get(&ip)
     }
 
     /// A pod by `metadata.uid` (dashes, as the API spells it).
     pub fn pod_by_uid(&self, uid: &str) -> Option<&'a Arc<Pod>> {
-        self.store
-            .pod_by_uid
-            .get(uid)
-            .and_then(|key| self.store.pods.get(key))
+        self.store.pod_by_uid.get(uid)
     }
 
     /// The pods of a namespace, by name.
@@ -207,6 +201,96 @@ impl<'a> View<'a> {
         self.store.orphans.values()
     }
 
+    /// Orphan policies (see [`Self::orphan_policies`]) whose podSelector
+    /// selects these labels, by namespace and name. Each distinct selector
+    /// is checked once, found through its first equality.
+    pub fn orphans_selecting(&self, labels: &Labels) -> Vec<&'a Arc<Policy>> {
+        let store = self.store;
+        let mut found: Vec<&'a Arc<Policy>> = Vec::new();
+        let indexed = labels
+            .iter()
+            .filter_map(|(key, value)| {
+                store
+                    .orphan_selectors_by_label
+                    .get(key.as_ref())
+                    .and_then(|values| values.get(value.as_ref()))
+            })
+            .flatten();
+        for selector in indexed.chain(store.orphan_selectors_unindexed.iter()) {
+            if !selector.matches(labels) {
+                continue;
+            }
+            if let Some(group) = store.orphan_groups.get(selector) {
+                found.extend(group.values());
+            }
+        }
+        found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        found.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        found
+    }
+
+    /// True when some namespace carries the label key.
+    pub fn namespace_label_key_exists(&self, key: &str) -> bool {
+        self.store.namespaces_by_label.contains_key(key)
+    }
+
+    /// Namespaces a namespaceSelector may select (a superset: callers check
+    /// the selector): those carrying its first equality, else every one.
+    pub fn namespaces_maybe_selected(
+        &self,
+        selector: &Selector,
+    ) -> Box<dyn Iterator<Item = &'a Namespace> + 'a> {
+        let store = self.store;
+        match selector.first_equality() {
+            Some((key, value)) => Box::new(
+                store
+                    .namespaces_by_label
+                    .get(key.as_ref())
+                    .and_then(|values| values.get(value.as_ref()))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|name| store.namespaces.get(name).map(Arc::as_ref)),
+            ),
+            None => Box::new(self.namespaces()),
+        }
+    }
+
+    /// How many namespaces [`Self::namespaces_maybe_selected`] yields.
+    pub fn namespaces_maybe_selected_count(&self, selector: &Selector) -> usize {
+        match selector.first_equality() {
+            Some((key, value)) => self
+                .store
+                .namespaces_by_label
+                .get(key.as_ref())
+                .and_then(|values| values.get(value.as_ref()))
+                .map_or(0, Vec::len),
+            None => self.store.namespaces.len(),
+        }
+    }
+
+    /// The namespaces holding (not host-network) pods labelled `key=value`.
+    pub fn namespaces_with_pod_label(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Iterator<Item = &'a Str> + 'a {
+        self.store
+            .pod_label_namespaces
+            .get(key)
+            .and_then(|values| values.get(value))
+            .into_iter()
+            .flat_map(|namespaces| namespaces.keys())
+    }
+
+    /// How many namespaces [`Self::namespaces_with_pod_label`] yields.
+    pub fn namespaces_with_pod_label_count(&self, key: &str, value: &str) -> usize {
+        self.store
+            .pod_label_namespaces
+            .get(key)
+            .and_then(|values| values.get(value))
+            .map_or(0, |namespaces| namespaces.len())
+    }
+
     /// True when the policy's podSelector selects no pod of its namespace.
     pub fn is_orphan(&self, policy: &Policy) -> bool {
         self.store.orphans.contains_key(&policy.key())
@@ -227,10 +311,15 @@ impl<'a> View<'a> {
 
     /// True when the address is inside some node's pod CIDR.
     pub fn in_pod_network(&self, ip: IpAddr) -> bool {
+        let v4 = ip.is_ipv4();
         self.store
-            .nodes
-            .values()
-            .any(|node| node.pod_cidrs.iter().any(|cidr| cidr.contains(&ip)))
+            .pod_cidr_prefixes
+            .keys()
+            .filter(|(family, _)| *family == v4)
+            .any(|(_, length)| {
+                IpNet::new(ip, *length)
+                    .is_ok_and(|net| self.store.pod_cidrs.contains_key(&net.trunc()))
+            })
     }
 
     /// Who an address is. `destination_node` is the node of the flow's

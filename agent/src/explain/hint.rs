@@ -480,7 +480,7 @@ fn misplaced_policies(
         );
         hints.push(HintCode::PolicySelectsNoPod, message);
     }
-    for policy in facts.view.orphan_policies() {
+    for policy in facts.view.orphans_selecting(&subject.labels) {
         // Meant for this pod: selects its labels, selects no pod of its
         // own namespace, and would allow the flow there.
         if policy.namespace == subject.namespace

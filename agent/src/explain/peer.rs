@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::selector;
-use crate::enrich::view::{Labels, Peer, Pod, Selector, View};
+use crate::enrich::view::{Labels, Namespace, Peer, Pod, Selector, View};
 
 /// The other end of the flow, as a peer is checked against it.
 #[derive(Clone, Copy, Debug)]
@@ -194,25 +194,44 @@ pub fn any_pod_selected(
     };
     match namespaces {
         None => in_namespace(policy_namespace),
-        Some(selector) => view
-            .namespaces()
-            .filter(|namespace| selector::matches(selector, &namespace.labels))
-            .any(|namespace| in_namespace(&namespace.name)),
+        Some(selector) => {
+            let namespace_matches = |namespace: &Namespace| {
+                selector::matches(selector, &namespace.labels) && in_namespace(&namespace.name)
+            };
+            // From the smaller side: the namespaces holding pods with the
+            // podSelector's first equality, or those the namespaceSelector
+            // may select.
+            let by_pod_label = pods.first_equality().map(|(key, value)| {
+                (
+                    view.namespaces_with_pod_label_count(key, value),
+                    view.namespaces_with_pod_label(key, value),
+                )
+            });
+            match by_pod_label {
+                Some((count, namespaces))
+                    if count <= view.namespaces_maybe_selected_count(selector) =>
+                {
+                    namespaces
+                        .filter_map(|name| view.namespace(name))
+                        .any(namespace_matches)
+                }
+                _ => view
+                    .namespaces_maybe_selected(selector)
+                    .any(namespace_matches),
+            }
+        }
     }
 }
 
 /// Label keys a namespaceSelector requires that no namespace carries.
 pub fn missing_namespace_keys<'s>(view: &View<'_>, selector: &'s Selector) -> Vec<&'s str> {
     selector::required_keys(selector)
-        .filter(|key| {
-            view.namespaces()
-                .all(|namespace| namespace.labels.get(key).is_none())
-        })
+        .filter(|key| !view.namespace_label_key_exists(key))
         .collect()
 }
 
 /// True when a namespaceSelector selects at least one namespace.
 pub fn any_namespace_selected(view: &View<'_>, selector: &Selector) -> bool {
-    view.namespaces()
+    view.namespaces_maybe_selected(selector)
         .any(|namespace| selector::matches(selector, &namespace.labels))
 }

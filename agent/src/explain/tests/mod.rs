@@ -2,6 +2,7 @@
 //! reference) and the traps the hints must name.
 
 mod cluster;
+mod equivalence;
 mod fixtures;
 mod semantics;
 mod semantics_ports;
