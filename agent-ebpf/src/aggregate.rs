@@ -57,6 +57,13 @@ pub fn account(key: &FlowKey, len: u32, tcp_flags: u8, now: u64) -> Slot {
     }
 }
 
+/// True when no slot is free now (a peek: the race with a slot being
+/// given back is settled by [`account`]).
+#[inline(always)]
+pub fn table_full() -> bool {
+    !matches!(FREE_SLOTS.peek(), Ok(Some(_)))
+}
+
 /// Adds one dropped packet to its flow if the flow already has a slot: the
 /// fast path of a repeated drop. False when the flow is new.
 #[inline(always)]

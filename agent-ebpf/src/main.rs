@@ -40,6 +40,19 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The floor of being attached, for `cargo xtask bench` only (`dropscope
+/// agent --hook floor`): the same hook doing nothing but the reason filter,
+/// so the benchmark can tell the cost of dropscope's work from the cost of
+/// any program at all on this tracepoint.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_floor(ctx: BtfTracePointContext) -> i32 {
+    let reason: u64 = ctx.arg(2);
+    if !filter::selected(reason as u32) {
+        emit::count(dropscope_abi::Stat::Filtered);
+    }
+    0
+}
+
 /// Classic `tracepoint/skb/kfree_skb`: the fallback where `tp_btf` cannot
 /// attach. Field offsets come from the tracepoint's `format` file.
 #[tracepoint(category = "skb", name = "kfree_skb")]

@@ -1,137 +1,236 @@
-//! What the `kfree_skb` hook costs, measured side by side in one run:
-//!
-//! - the hook's average run time per invocation, from the kernel's own BPF
-//!   run-time statistics (`--bpf-stats`), on drops that are reported (the
-//!   aggregated path of a repeated drop, and the first-sight path with a
-//!   ring-buffer record and conntrack reads) and on frees whose reason is
-//!   filtered out;
-//! - the drop rate a sender achieves with the agent attached, as a ratio to
-//!   the same traffic with no agent (the baseline, measured in the same run).
+//! What a drop costs the node, side by side in one run and interleaved:
+//! no tracer (the baseline of the drop rate), a minimal attached program
+//! that only filters (`dropscope agent --hook floor`: the floor of being
+//! attached), bpftrace doing the equivalent per-flow work (Debian's
+//! bpftrace: the tuple read from the headers, counted per flow), and
+//! dropscope. For each path (a repeated drop of a known flow, a free whose
+//! reason is filtered out, the first sight of a flow, a flow beyond the
+//! flow table) it reports the BPF run time per call from the kernel's own
+//! statistics and the drop rate a sender achieves, as a ratio to the same
+//! round's no-tracer rate: median and spread over the rounds. Then the
+//! agent's CPU (% of one core) and RSS at idle, at 1,000 drops/s and during
+//! a storm.
 //!
 //! `cargo xtask bench [--quick]` runs it (as root) and keeps the JSON in
 //! `target/bench/kfree_skb.json`.
 
 use std::{
-    net::SocketAddr,
+    net::{SocketAddr, UdpSocket},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, ensure};
-use dropscope_e2e::{Agent, Lab, lab::send_udp};
+use anyhow::{Context, Result, bail, ensure};
+use dropscope_e2e::{
+    Agent, Lab,
+    lab::{Netns, client::rss_bytes, send_udp},
+};
+use serde_json::{Value, json};
 
-struct Scenario {
-    name: &'static str,
-    /// Scenarios with the same traffic share a baseline.
-    traffic: &'static str,
-    agent_args: Option<&'static [&'static str]>,
-    flows: u16,
-    per_flow: usize,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tracer {
+    None,
+    Floor,
+    Bpftrace,
+    Dropscope,
 }
 
-struct Measured {
-    name: &'static str,
-    traffic: &'static str,
-    baseline: bool,
-    packets: u64,
+impl Tracer {
+    const ALL: [Tracer; 4] = [Self::None, Self::Floor, Self::Bpftrace, Self::Dropscope];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "no tracer",
+            Self::Floor => "floor (filter only)",
+            Self::Bpftrace => "bpftrace, per-flow count",
+            Self::Dropscope => "dropscope",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Repeated,
+    Filtered,
+    FirstSight,
+    Overflow,
+}
+
+impl Path {
+    const ALL: [Path; 4] = [
+        Self::Repeated,
+        Self::Filtered,
+        Self::FirstSight,
+        Self::Overflow,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Repeated => "repeated drop of a known flow",
+            Self::Filtered => "reason filtered out",
+            Self::FirstSight => "first sight of a flow",
+            Self::Overflow => "beyond the flow table",
+        }
+    }
+
+    /// Flows and drops per flow.
+    fn traffic(self, quick: bool) -> (u16, usize) {
+        let scale = if quick { 1 } else { 5 };
+        match self {
+            Self::Repeated | Self::Filtered => (100, 200 * scale),
+            Self::FirstSight | Self::Overflow => (2_000 * scale as u16, 1),
+        }
+    }
+
+    /// Whether the traffic's reason is one the tracer selects.
+    fn selected(self) -> bool {
+        self != Self::Filtered
+    }
+}
+
+/// One measurement.
+struct Sample {
+    drops: u64,
     seconds: f64,
-    hook_runs: Option<u64>,
-    hook_avg_ns: Option<u64>,
+    ns_per_call: Option<f64>,
 }
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|arg| arg == "--quick");
-    let scale = if quick { 1 } else { 10 };
-    let repeated = 200 * scale;
-    let distinct = 2_000 * scale.min(5) as u16;
-    let scenarios = [
-        Scenario {
-            name: "repeated drops, no agent (baseline)",
-            traffic: "repeated",
-            agent_args: None,
-            flows: 100,
-            per_flow: repeated,
-        },
-        Scenario {
-            name: "repeated drops, reported (aggregated path)",
-            traffic: "repeated",
-            agent_args: Some(&[]),
-            flows: 100,
-            per_flow: repeated,
-        },
-        Scenario {
-            name: "repeated drops, reason filtered out",
-            traffic: "repeated",
-            agent_args: Some(&["--drop-reasons", "default,-NETFILTER_DROP"]),
-            flows: 100,
-            per_flow: repeated,
-        },
-        Scenario {
-            name: "one drop per flow, no agent (baseline)",
-            traffic: "distinct",
-            agent_args: None,
-            flows: distinct,
-            per_flow: 1,
-        },
-        Scenario {
-            name: "one drop per flow, reported (first-sight path)",
-            traffic: "distinct",
-            agent_args: Some(&["--flow-slots", "65536", "--ring-bytes", "4194304"]),
-            flows: distinct,
-            per_flow: 1,
-        },
-    ];
-    let mut results = Vec::new();
-    for scenario in &scenarios {
-        results.push(run(scenario)?);
-    }
-    report(&results, quick)
-}
-
-fn run(scenario: &Scenario) -> Result<Measured> {
+    let rounds = if quick { 1 } else { 5 };
+    let bpftrace = which("bpftrace")?;
+    let netfilter_drop = reason_number("NETFILTER_DROP")?;
+    // One lab for the whole run (a process may make only a few): each
+    // measurement counts the nft counter's increase.
     let mut lab = Lab::new()?;
     let client = lab.add_pod("client")?;
     let target = SocketAddr::new(lab.gateway_v4().into(), 5000);
     lab.nft()
         .drop_input("bench", target.ip(), target.port(), "udp")?;
-    let agent = match scenario.agent_args {
-        Some(args) => {
-            let mut all = vec!["--bpf-stats"];
-            all.extend_from_slice(args);
-            Some(Agent::start(&all)?)
-        }
-        None => None,
+    let bench = Bench {
+        lab: &lab,
+        netns: &client.netns,
+        target,
+        quick,
+        bpftrace: &bpftrace,
+        netfilter_drop,
     };
-    let ports: Vec<u16> = (20_000..20_000 + scenario.flows).collect();
-    let started = Instant::now();
-    send_udp(&client.netns, ports, target, scenario.per_flow)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let packets = lab.nft().counter("bench")?;
+    let mut samples: Vec<(Path, Tracer, usize, Sample)> = Vec::new();
+    for round in 0..rounds {
+        for path in Path::ALL {
+            for tracer in Tracer::ALL {
+                let sample = bench
+                    .measure(path, tracer)
+                    .with_context(|| format!("{} with {}", path.name(), tracer.name()))?;
+                samples.push((path, tracer, round, sample));
+            }
+        }
+    }
+    let footprint = footprint(&bench)?;
+    report(&samples, rounds, &footprint, quick)
+}
+
+/// The running kernel's number of a drop reason, from the tracepoint's
+/// format (its `__print_symbolic` table).
+fn reason_number(name: &str) -> Result<u32> {
+    let format = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format")
+        .context("reading the kfree_skb tracepoint format (is tracefs mounted?)")?;
+    let needle = format!("\"{name}\" }}");
+    let at = format
+        .find(&needle)
+        .with_context(|| format!("{name} is not in the kfree_skb format"))?;
+    let before = &format[..at];
+    let open = before.rfind('{').context("malformed symbol table")?;
+    before[open + 1..]
+        .trim()
+        .trim_end_matches(',')
+        .trim()
+        .parse()
+        .with_context(|| format!("the number of {name}"))
+}
+
+fn which(tool: &str) -> Result<String> {
+    let found = Command::new("which").arg(tool).output()?;
     ensure!(
-        packets == u64::from(scenario.flows) * scenario.per_flow as u64,
-        "nft counted {packets} drops"
+        found.status.success(),
+        "{tool} is not installed: run `cargo xtask bootstrap`"
     );
-    let (hook_runs, hook_avg_ns) = match agent {
-        Some(agent) => {
-            // Let the last sample land, then stop and read the cost line.
-            std::thread::sleep(Duration::from_millis(300));
-            let log = agent.stop()?;
-            let line = log
-                .lines()
-                .find(|line| line.contains("hook cost"))
-                .context("the agent logged no hook cost")?;
-            (field(line, "run_count"), field(line, "avg_ns"))
+    Ok(String::from_utf8_lossy(&found.stdout).trim().to_owned())
+}
+
+/// The lab and tools every measurement shares.
+struct Bench<'a> {
+    lab: &'a Lab,
+    netns: &'a Netns,
+    target: SocketAddr,
+    quick: bool,
+    bpftrace: &'a str,
+    netfilter_drop: u32,
+}
+
+impl Bench<'_> {
+    fn measure(&self, path: Path, tracer: Tracer) -> Result<Sample> {
+        let (quick, bpftrace, netfilter_drop, target) =
+            (self.quick, self.bpftrace, self.netfilter_drop, self.target);
+        let before = self.lab.nft().counter("bench")?;
+        let mut args = vec!["--bpf-stats", "--output", "none"];
+        if !path.selected() {
+            args.extend(["--drop-reasons", "default,-NETFILTER_DROP"]);
         }
-        None => (None, None),
-    };
-    Ok(Measured {
-        name: scenario.name,
-        traffic: scenario.traffic,
-        baseline: scenario.agent_args.is_none(),
-        packets,
-        seconds,
-        hook_runs,
-        hook_avg_ns,
-    })
+        match path {
+            Path::FirstSight => args.extend(["--flow-slots", "65536", "--ring-bytes", "4194304"]),
+            Path::Overflow => args.extend(["--flow-slots", "16"]),
+            Path::Repeated | Path::Filtered => {}
+        }
+        let (flows, per_flow) = path.traffic(quick);
+        let ports: Vec<u16> = (20_000..20_000 + flows).collect();
+        let drops = u64::from(flows) * per_flow as u64;
+
+        let (seconds, ns_per_call) = match tracer {
+            Tracer::None => (send(self.netns, ports, target, per_flow)?, None),
+            Tracer::Floor | Tracer::Dropscope => {
+                if tracer == Tracer::Floor {
+                    args.extend(["--hook", "floor"]);
+                }
+                let agent = Agent::start(&args)?;
+                let seconds = send(self.netns, ports, target, per_flow)?;
+                std::thread::sleep(Duration::from_millis(300));
+                let log = agent.stop()?;
+                let line = log
+                    .lines()
+                    .find(|line| line.contains("hook cost"))
+                    .context("the agent logged no hook cost")?;
+                (seconds, field(line, "avg_ns").map(|ns| ns as f64))
+            }
+            Tracer::Bpftrace => {
+                let reason = if path.selected() {
+                    netfilter_drop
+                } else {
+                    u32::MAX
+                };
+                let tracer = Bpftrace::start(bpftrace, reason)?;
+                let at_start = tracer.run_stats()?;
+                let seconds = send(self.netns, ports, target, per_flow)?;
+                let at_end = tracer.run_stats()?;
+                let calls = at_end.1.saturating_sub(at_start.1);
+                let ns = at_end.0.saturating_sub(at_start.0);
+                (seconds, (calls > 0).then(|| ns as f64 / calls as f64))
+            }
+        };
+        let counted = self.lab.nft().counter("bench")? - before;
+        ensure!(counted == drops, "nft counted {counted} of {drops}");
+        Ok(Sample {
+            drops,
+            seconds,
+            ns_per_call,
+        })
+    }
+}
+
+fn send(netns: &Netns, ports: Vec<u16>, target: SocketAddr, per_flow: usize) -> Result<f64> {
+    let started = Instant::now();
+    send_udp(netns, ports, target, per_flow)?;
+    Ok(started.elapsed().as_secs_f64())
 }
 
 fn field(line: &str, name: &str) -> Option<u64> {
@@ -140,43 +239,292 @@ fn field(line: &str, name: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-fn report(results: &[Measured], quick: bool) -> Result<()> {
-    println!("| scenario | drops | drops/s | vs baseline | hook runs | hook ns/run |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    let mut json = Vec::new();
-    for result in results {
-        let rate = result.packets as f64 / result.seconds;
-        let baseline_rate = results
-            .iter()
-            .find(|base| base.baseline && base.traffic == result.traffic)
-            .map(|base| base.packets as f64 / base.seconds)
-            .context("no baseline for this traffic")?;
-        let ratio = rate / baseline_rate;
-        let show = |value: Option<u64>| value.map_or("-".to_owned(), |value| value.to_string());
-        println!(
-            "| {} | {} | {:.0} | {:.3} | {} | {} |",
-            result.name,
-            result.packets,
-            rate,
-            ratio,
-            show(result.hook_runs),
-            show(result.hook_avg_ns)
+/// bpftrace counting drops per flow (tuple from the headers, reason,
+/// location), the same work dropscope's aggregated path does; its program's
+/// run time from the kernel's BPF statistics, on while it runs.
+struct Bpftrace {
+    child: Child,
+    programs: Vec<u64>,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl Bpftrace {
+    fn start(binary: &str, reason: u32) -> Result<Self> {
+        let script = format!(
+            "tracepoint:skb:kfree_skb /args->reason == {reason}/ {{
+               $skb = (struct sk_buff *)args->skbaddr;
+               $ip = (struct iphdr *)($skb->head + $skb->network_header);
+               $udp = (struct udphdr *)($skb->head + $skb->transport_header);
+               @drops[$ip->saddr, $ip->daddr, $udp->source, $udp->dest, args->reason, args->location] = count();
+             }}"
         );
-        json.push(serde_json::json!({
-            "scenario": result.name,
-            "drops": result.packets,
-            "drops_per_second": rate,
-            "ratio_to_baseline": ratio,
-            "hook_runs": result.hook_runs,
-            "hook_avg_ns": result.hook_avg_ns,
-        }));
+        let before = program_ids()?;
+        std::fs::write(BPF_STATS, "1").context("enabling BPF statistics")?;
+        let mut child = Command::new(binary)
+            .args(["-e", &script])
+            .env("BPFTRACE_MAP_KEYS_MAX", "65536")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting bpftrace")?;
+        let started = Instant::now();
+        loop {
+            let programs: Vec<u64> = program_ids()?
+                .into_iter()
+                .filter(|id| !before.contains(id))
+                .collect();
+            if !programs.is_empty() {
+                // Attached once its program exists; give the attach a moment.
+                std::thread::sleep(Duration::from_millis(500));
+                return Ok(Self { child, programs });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("bpftrace exited with {status} before attaching");
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("bpftrace did not attach within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Run time (ns) and run count of its programs.
+    fn run_stats(&self) -> Result<(u64, u64)> {
+        let listed = bpftool_programs()?;
+        let mut total = (0, 0);
+        for program in listed.as_array().into_iter().flatten() {
+            if self
+                .programs
+                .contains(&program["id"].as_u64().unwrap_or_default())
+            {
+                total.0 += program["run_time_ns"].as_u64().unwrap_or(0);
+                total.1 += program["run_cnt"].as_u64().unwrap_or(0);
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::write(BPF_STATS, "0");
+    }
+}
+
+fn bpftool_programs() -> Result<Value> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .context("running bpftool (run `cargo xtask bootstrap`)")?;
+    ensure!(output.status.success(), "bpftool prog show failed");
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+fn program_ids() -> Result<Vec<u64>> {
+    Ok(bpftool_programs()?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|program| program["id"].as_u64())
+        .collect())
+}
+
+/// The agent's CPU and memory at idle, at a steady 1,000 drops/s and in a
+/// storm.
+struct Footprint {
+    phases: Vec<(&'static str, f64, u64, u64)>,
+}
+
+fn footprint(bench: &Bench) -> Result<Footprint> {
+    let (quick, lab, target) = (bench.quick, bench.lab, bench.target);
+    let seconds = if quick { 1 } else { 3 };
+    let agent = Agent::start(&["--output", "none"])?;
+    let pid = agent.pid();
+    let mut phases = Vec::new();
+
+    let cpu = CpuClock::start(pid)?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    phases.push(("idle", cpu.percent()?, rss_bytes(pid)?, 0));
+
+    let before = lab.nft().counter("bench")?;
+    let cpu = CpuClock::start(pid)?;
+    paced(bench.netns, target, 1_000, Duration::from_secs(seconds))?;
+    let sent = lab.nft().counter("bench")? - before;
+    phases.push(("1,000 drops/s", cpu.percent()?, rss_bytes(pid)?, sent));
+
+    let before = lab.nft().counter("bench")?;
+    let cpu = CpuClock::start(pid)?;
+    let storm_flows = if quick { 2_000 } else { 20_000 };
+    send_udp(
+        bench.netns,
+        (30_000..30_000 + storm_flows).collect(),
+        target,
+        5,
+    )?;
+    let sent = lab.nft().counter("bench")? - before;
+    phases.push(("storm", cpu.percent()?, rss_bytes(pid)?, sent));
+    agent.stop()?;
+    Ok(Footprint { phases })
+}
+
+/// Sends `rate` datagrams per second over 100 flows for `length`.
+fn paced(netns: &Netns, target: SocketAddr, rate: u32, length: Duration) -> Result<()> {
+    netns.enter(move || -> Result<()> {
+        let sockets: Vec<UdpSocket> = (0..100)
+            .map(|port| UdpSocket::bind(("0.0.0.0", 21_000 + port)))
+            .collect::<std::io::Result<_>>()?;
+        let started = Instant::now();
+        let interval = Duration::from_secs(1) / rate;
+        let mut sent = 0u32;
+        while started.elapsed() < length {
+            sockets[sent as usize % sockets.len()].send_to(b"dropscope-bench", target)?;
+            sent += 1;
+            let due = interval * sent;
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(())
+    })?
+}
+
+/// A process's CPU time over a span, from /proc.
+struct CpuClock {
+    pid: u32,
+    started: Instant,
+    ticks: u64,
+}
+
+impl CpuClock {
+    fn start(pid: u32) -> Result<Self> {
+        Ok(Self {
+            pid,
+            started: Instant::now(),
+            ticks: cpu_ticks(pid)?,
+        })
+    }
+
+    /// Percent of one core used since start.
+    fn percent(&self) -> Result<f64> {
+        let ticks = cpu_ticks(self.pid)? - self.ticks;
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(100.0 * ticks as f64 / per_second / self.started.elapsed().as_secs_f64())
+    }
+}
+
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn median_and_spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some((
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    ))
+}
+
+fn report(
+    samples: &[(Path, Tracer, usize, Sample)],
+    rounds: usize,
+    footprint: &Footprint,
+    quick: bool,
+) -> Result<()> {
+    println!(
+        "| path | tracer | BPF ns/call (median, min–max) | vs floor | drop rate vs no tracer (median, min–max) |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    let rate = |sample: &Sample| sample.drops as f64 / sample.seconds;
+    let mut rows = Vec::new();
+    for path in Path::ALL {
+        let floor_ns = {
+            let mut values: Vec<f64> = samples
+                .iter()
+                .filter(|(p, t, _, _)| *p == path && *t == Tracer::Floor)
+                .filter_map(|(_, _, _, sample)| sample.ns_per_call)
+                .collect();
+            median_and_spread(&mut values).map(|(median, _, _)| median)
+        };
+        for tracer in Tracer::ALL {
+            let mut ns = Vec::new();
+            let mut ratios = Vec::new();
+            for round in 0..rounds {
+                let pick = |t: Tracer| {
+                    samples
+                        .iter()
+                        .find(|(p, tr, r, _)| *p == path && *tr == t && *r == round)
+                        .map(|(_, _, _, sample)| sample)
+                };
+                let (Some(sample), Some(baseline)) = (pick(tracer), pick(Tracer::None)) else {
+                    continue;
+                };
+                ns.extend(sample.ns_per_call);
+                ratios.push(rate(sample) / rate(baseline));
+            }
+            let ns = median_and_spread(&mut ns);
+            let ratio = median_and_spread(&mut ratios);
+            let show = |value: Option<(f64, f64, f64)>, digits: usize| {
+                value.map_or("-".to_owned(), |(median, low, high)| {
+                    format!("{median:.digits$} ({low:.digits$}–{high:.digits$})")
+                })
+            };
+            let vs_floor = match (ns, floor_ns) {
+                (Some((median, _, _)), Some(floor)) if floor > 0.0 => {
+                    format!("{:.2}×", median / floor)
+                }
+                _ => "-".to_owned(),
+            };
+            println!(
+                "| {} | {} | {} | {vs_floor} | {} |",
+                path.name(),
+                tracer.name(),
+                show(ns, 0),
+                show(ratio, 3)
+            );
+            rows.push(json!({
+                "path": path.name(),
+                "tracer": tracer.name(),
+                "ns_per_call": ns.map(|(median, low, high)| json!({"median": median, "min": low, "max": high})),
+                "ratio_to_floor": ns.zip(floor_ns).map(|((median, _, _), floor)| median / floor),
+                "drop_rate_ratio": ratio.map(|(median, low, high)| json!({"median": median, "min": low, "max": high})),
+            }));
+        }
+    }
+    println!("| agent | CPU % of a core | RSS MiB | drops |");
+    println!("|---|---:|---:|---:|");
+    let mut phases = Vec::new();
+    for (name, cpu, rss, drops) in &footprint.phases {
+        println!(
+            "| {name} | {cpu:.1} | {:.1} | {drops} |",
+            *rss as f64 / 1_048_576.0
+        );
+        phases.push(json!({"phase": name, "cpu_percent": cpu, "rss_bytes": rss, "drops": drops}));
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out)?;
     let path = out.join("kfree_skb.json");
     std::fs::write(
         &path,
-        serde_json::to_string_pretty(&serde_json::json!({ "quick": quick, "results": json }))?,
+        serde_json::to_string_pretty(&json!({
+            "quick": quick,
+            "rounds": rounds,
+            "paths": rows,
+            "agent": phases,
+        }))?,
     )?;
     println!("written to {}", path.display());
     Ok(())

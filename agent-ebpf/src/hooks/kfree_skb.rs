@@ -41,11 +41,22 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
     key.location = location;
     key.device = skb::device(&skb, off);
     let key: &FlowKey = key;
+    // (The coarse clock would be cheaper, but tracing programs may not
+    // call bpf_ktime_get_coarse_ns.)
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-
     if aggregate::add_to_existing(key, len, tcp_flags, now) {
         emit::count(Stat::Aggregated);
+        return;
+    }
+    // No slot to take: straight to the overflow bucket, without a ring
+    // reservation (checked again below, after reserving, for the race).
+    if aggregate::table_full() {
+        emit::count(if overflow::count(key, len, tcp_flags, now) {
+            Stat::Overflow
+        } else {
+            Stat::ReadErrors
+        });
         return;
     }
     // Reserve before taking a slot: a new flow is only ever created with

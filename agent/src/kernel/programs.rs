@@ -30,6 +30,10 @@ pub enum Hook {
     Btf,
     /// Classic `tracepoint/skb/kfree_skb` only.
     Tracepoint,
+    /// A program that only filters, reporting nothing: the floor cost of
+    /// being attached, for benchmarks.
+    #[value(hide = true)]
+    Floor,
 }
 
 impl Hook {
@@ -39,6 +43,7 @@ impl Hook {
             Self::Auto => "auto",
             Self::Btf => "tp_btf/kfree_skb",
             Self::Tracepoint => "tracepoint/skb/kfree_skb",
+            Self::Floor => "tp_btf/kfree_skb (floor: filter only)",
         }
     }
 }
@@ -152,14 +157,18 @@ impl Kernel {
 
 const BTF_PROGRAM: &str = "kfree_skb_btf";
 const TRACEPOINT_PROGRAM: &str = "kfree_skb_tracepoint";
+const FLOOR_PROGRAM: &str = "kfree_skb_floor";
 
 /// Attaches the hook asked for. With `auto`, an attached `tp_btf` program
 /// must also prove that it runs (a self-test drop must reach it) before it
 /// is kept: a kernel that accepts the attach but never calls the program
 /// then falls back to the classic tracepoint instead of staying silent.
 fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(Hook, ProgramStatsReader), Error> {
+    if hook == Hook::Floor {
+        return Ok((Hook::Floor, attach_btf(ebpf, FLOOR_PROGRAM)?));
+    }
     if hook != Hook::Tracepoint {
-        match attach_btf(ebpf) {
+        match attach_btf(ebpf, BTF_PROGRAM) {
             Ok(reader) if hook == Hook::Btf || hook_is_live(ebpf)? => {
                 return Ok((Hook::Btf, reader));
             }
@@ -243,10 +252,10 @@ fn detach_btf(ebpf: &mut Ebpf) -> Result<(), Error> {
     })
 }
 
-fn attach_btf(ebpf: &mut Ebpf) -> Result<ProgramStatsReader, Error> {
+fn attach_btf(ebpf: &mut Ebpf, name: &'static str) -> Result<ProgramStatsReader, Error> {
     let program_error = |action, source| Error::Program {
         action,
-        program: BTF_PROGRAM,
+        program: name,
         source: Box::new(source),
     };
     let btf = aya::Btf::from_sys_fs().map_err(|error| Error::BtfRead {
@@ -254,8 +263,8 @@ fn attach_btf(ebpf: &mut Ebpf) -> Result<ProgramStatsReader, Error> {
         message: error.to_string(),
     })?;
     let program: &mut BtfTracePoint = ebpf
-        .program_mut(BTF_PROGRAM)
-        .ok_or_else(|| missing_program(BTF_PROGRAM))?
+        .program_mut(name)
+        .ok_or_else(|| missing_program(name))?
         .try_into()
         .map_err(|source| program_error("find", source))?;
     program

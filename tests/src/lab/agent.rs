@@ -158,6 +158,7 @@ impl Agent {
         };
         let listen = format!("unix:{}", socket.display());
         for (flag, value) in [
+            ("--output", "json"),
             ("--listen", listen.as_str()),
             ("--metrics-listen", "127.0.0.1:0"),
             ("--node-name", "lab-node"),
@@ -167,7 +168,7 @@ impl Agent {
             }
         }
         let mut child = Command::new(&binary)
-            .args(["--log-level", "info", "agent", "--output", "json"])
+            .args(["--log-level", "info", "agent"])
             .args(&defaults)
             .args(extra)
             .stdin(Stdio::null())
