@@ -42,7 +42,17 @@ fn main() -> Result<()> {
     let target = SocketAddr::new(lab.gateway_v4().into(), 6400);
     lab.nft()
         .drop_input("bench", target.ip(), target.port(), "udp")?;
-    let agent = Agent::start(&["--history", "65536", "--idle-timeout", "60s"])?;
+    // Room for every flow's first sight: one NEW event per flow.
+    let agent = Agent::start(&[
+        "--history",
+        "65536",
+        "--idle-timeout",
+        "60s",
+        "--flow-slots",
+        "65536",
+        "--ring-bytes",
+        "16777216",
+    ])?;
     let server = agent.server();
     let pid = agent.pid();
     let rss_idle = rss_bytes(pid)?;
@@ -80,7 +90,7 @@ fn main() -> Result<()> {
         &sender.netns,
         target,
         1,
-        20_000,
+        32_000,
         latency_flows,
     ))?;
     let (latency_many, rss_many) = runtime.block_on(async {
