@@ -62,5 +62,26 @@ pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
         }
         process::run_with(&mut command)?;
     }
+    merge_results()
+}
+
+/// `target/bench/results.json`: every benchmark's JSON under its name
+/// (each file is valid JSON, so the object built around them is too).
+fn merge_results() -> Result<()> {
+    let dir = toolchain::root().join("target/bench");
+    let mut merged = String::from("{");
+    for (index, name) in ["explain", "kfree_skb", "api"].iter().enumerate() {
+        let path = dir.join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        if index > 0 {
+            merged.push(',');
+        }
+        merged.push_str(&format!("\n\"{name}\": {}", text.trim()));
+    }
+    merged.push_str("\n}\n");
+    let out = dir.join("results.json");
+    std::fs::write(&out, merged).map_err(|error| anyhow::anyhow!("{}: {error}", out.display()))?;
+    println!("xtask: benchmark results in {}", out.display());
     Ok(())
 }
