@@ -76,7 +76,17 @@ impl Connection {
         endpoint
             .connect_with_connector(connector)
             .await
-            .with_context(|| format!("connecting to the dropscope agent at {}", self.server))
+            .map_err(|error| {
+                // The transport error wraps the dial error: say the root once.
+                let mut root: &dyn std::error::Error = &error;
+                while let Some(source) = root.source() {
+                    root = source;
+                }
+                anyhow::anyhow!(
+                    "connecting to the dropscope agent at {}: {root} (is `dropscope agent` running there?)",
+                    self.server
+                )
+            })
     }
 }
 
@@ -105,15 +115,5 @@ async fn dial(
 }
 
 async fn unix(path: &PathBuf) -> std::io::Result<tokio::net::UnixStream> {
-    tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(|error| {
-            std::io::Error::new(
-                error.kind(),
-                format!(
-                    "{}: {error} (is `dropscope agent` running here?)",
-                    path.display()
-                ),
-            )
-        })
+    tokio::net::UnixStream::connect(path).await
 }
