@@ -69,6 +69,21 @@ pub struct DropView {
     pub raw: Value,
 }
 
+/// Appends every line `stream` prints to `log`, on a thread of its own,
+/// until the stream closes.
+pub fn collect_log(
+    stream: impl std::io::Read + Send + 'static,
+    log: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.push_str(&line);
+            log.push('\n');
+        }
+    })
+}
+
 /// A proto3 JSON 64-bit integer: a string (or a number from lenient writers).
 pub fn json_u64(value: &Value) -> Option<u64> {
     match value {
@@ -190,14 +205,7 @@ impl Agent {
                 }
             }
         });
-        let log_sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = log_sink.lock().unwrap_or_else(PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        collect_log(stderr, Arc::clone(&log));
         let mut agent = Self {
             child,
             events,

@@ -394,14 +394,7 @@ impl ObserveChild {
                 }
             }
         });
-        let log_sink = Arc::clone(&log);
-        let err = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = log_sink.lock().unwrap_or_else(PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let err = super::agent::collect_log(stderr, Arc::clone(&log));
         Ok(Self {
             child,
             lines,
