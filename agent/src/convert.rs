@@ -4,7 +4,7 @@
 //! terminal) reads the same message, so terminal, files and API cannot
 //! drift apart. `model` itself knows nothing of the proto.
 
-use std::{net::IpAddr, time::SystemTime};
+use std::time::SystemTime;
 
 use dropscope_proto::v1;
 
@@ -224,10 +224,6 @@ fn flow_end(end: &FlowEnd) -> v1::FlowEnd {
     }
 }
 
-fn ip_text(ip: IpAddr) -> String {
-    ip.to_string()
-}
-
 /// Who an address is.
 pub fn identity(identity: &Identity) -> v1::Identity {
     use v1::identity::Identity as Kind;
@@ -265,7 +261,7 @@ pub fn identity(identity: &Identity) -> v1::Identity {
             name: name.clone(),
             port_name: port_name.clone().unwrap_or_default(),
             backend: backend.as_ref().map(|backend| v1::Backend {
-                ip: ip_text(backend.ip),
+                ip: backend.ip.to_string(),
                 port: u32::from(backend.port),
                 pod: backend.pod.clone().unwrap_or_default(),
             }),
@@ -280,7 +276,7 @@ pub fn identity(identity: &Identity) -> v1::Identity {
         Identity::External { cidr } => Kind::External(v1::ExternalIdentity {
             cidr: cidr.to_string(),
         }),
-        Identity::Unknown { ip } => Kind::Unknown(v1::UnknownIdentity { ip: ip_text(*ip) }),
+        Identity::Unknown { ip } => Kind::Unknown(v1::UnknownIdentity { ip: ip.to_string() }),
     };
     v1::Identity {
         identity: Some(kind),

@@ -132,13 +132,6 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         None
     };
     let store = metadata(&config.metadata).await?;
-    if let Some(store) = &store {
-        let counts = store.read().await.counts();
-        metrics.set_metadata(
-            &counts.by_kind().map(|(kind, count)| (kind, count as u64)),
-            true,
-        );
-    }
     let _ = state.metadata.set(MetadataState {
         source: state.metadata_source,
         store: store.clone(),

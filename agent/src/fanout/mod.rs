@@ -70,8 +70,6 @@ pub enum Start {
     Live,
     /// At the oldest event held.
     Oldest,
-    /// The last `n` events held.
-    Last(u64),
     /// The first event published at or after this time.
     Since(SystemTime),
 }

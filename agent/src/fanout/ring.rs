@@ -198,22 +198,6 @@ impl Ring {
         match start {
             Start::Live => (self.end(), None),
             Start::Oldest => (self.front(), None),
-            Start::Last(count) => {
-                let held = self.entries.len() as u64;
-                if count <= held {
-                    let entry = &self.entries[(held - count) as usize];
-                    let position = Position {
-                        seq: entry.seq,
-                        cum_before: entry.cum_before,
-                    };
-                    return (position, None);
-                }
-                let missing_from = self.front().seq.saturating_sub(count - held).max(1);
-                (
-                    self.front(),
-                    self.history_loss(self.mark_at_seq(missing_from)),
-                )
-            }
             Start::Since(since) => {
                 let index = self.entries.partition_point(|entry| entry.time < since);
                 let position = match self.entries.get(index) {
@@ -259,16 +243,6 @@ impl Ring {
             }
         }
         (self.front(), self.history_loss(Position::START))
-    }
-
-    /// The mark of the evicted event with this sequence number, at one
-    /// second's granularity (the first event of its second).
-    fn mark_at_seq(&self, seq: u64) -> Position {
-        let index = self.marks.partition_point(|mark| mark.seq <= seq);
-        match index.checked_sub(1).and_then(|index| self.marks.get(index)) {
-            Some(mark) => mark.position(),
-            None => Position::START,
-        }
     }
 
     /// The first evicted event published in this second or later. When

@@ -68,7 +68,7 @@ async fn last_n_and_oldest_come_from_the_history_then_live_follows() {
     for flow in 1..=4 {
         hub.publish(&drop_with(flow, 1));
     }
-    let mut last_two = hub.cursor(Start::Last(2), "last");
+    let mut last_two = hub.cursor_last_matching(2, &|_| true, "last");
     assert_eq!(flow_id(&last_two.try_next().expect("held")), 3);
     assert_eq!(flow_id(&last_two.try_next().expect("held")), 4);
     assert!(last_two.try_next().is_none(), "caught up");
@@ -98,7 +98,7 @@ async fn history_that_was_pushed_out_is_reported_not_skipped() {
     }
     assert_eq!(flow_id(&since.try_next().expect("held")), 4);
 
-    let mut last = hub.cursor(Start::Last(4), "last");
+    let mut last = hub.cursor_last_matching(4, &|_| true, "last");
     match last.try_next() {
         Some(Item::Lost(loss, _)) => assert_eq!(loss.source, LossSource::History),
         other => panic!("expected a history loss, got {other:?}"),
