@@ -25,8 +25,8 @@ mod read;
 mod skb;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, cgroup_sock_addr, tracepoint},
+    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 
 /// `tp_btf/kfree_skb(struct sk_buff *skb, void *location,
@@ -72,6 +72,73 @@ pub fn kfree_skb_tracepoint(ctx: TracePointContext) -> u32 {
         _ => emit::count(dropscope_abi::Stat::ReadErrors),
     }
     0
+}
+
+/// cgroup `connect4` at the cgroup v2 root: what an IPv4 `connect()` asked
+/// for. Always allows.
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    hooks::sock_addr::on_connect4(&ctx);
+    1
+}
+
+/// cgroup `connect6` at the cgroup v2 root: what an IPv6 `connect()` asked
+/// for. Always allows.
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    hooks::sock_addr::on_connect6(&ctx);
+    1
+}
+
+/// `sock:inet_sock_set_state`: TCP sockets entering and leaving SYN_SENT.
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    if hooks::tcp::on_state(&ctx).is_err() {
+        emit::count_socket(dropscope_abi::SocketStat::ConnectsUntracked);
+    }
+    0
+}
+
+/// `tcp:tcp_retransmit_skb`: SYN retransmissions of pending connects.
+#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    let _ = hooks::tcp::on_retransmit(&ctx);
+    0
+}
+
+/// `tcp:tcp_retransmit_synack`: a server socket here retransmitted its
+/// SYN-ACK (counted; the handshake's last step went missing).
+#[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(_ctx: TracePointContext) -> u32 {
+    emit::count_socket(dropscope_abi::SocketStat::SynAckRetransmits);
+    0
+}
+
+/// The tc entry points, apart: the `classifier` macro's wrapper takes the
+/// kernel's context pointer in a safe function.
+#[allow(
+    clippy::not_unsafe_ptr_arg_deref,
+    reason = "the classifier macro's wrapper takes the kernel's context pointer"
+)]
+mod classifiers {
+    use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
+    use dropscope_abi::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+
+    use crate::hooks;
+
+    /// tc ingress on a watched interface: DNS messages arriving.
+    #[classifier]
+    pub fn tc_ingress(ctx: TcContext) -> i32 {
+        let _ = hooks::tc::on_packet(&ctx, DIRECTION_INGRESS);
+        TC_ACT_UNSPEC
+    }
+
+    /// tc egress on a watched interface: DNS messages and SYNs leaving.
+    #[classifier]
+    pub fn tc_egress(ctx: TcContext) -> i32 {
+        let _ = hooks::tc::on_packet(&ctx, DIRECTION_EGRESS);
+        TC_ACT_UNSPEC
+    }
 }
 
 #[cfg(not(test))]

@@ -4,10 +4,11 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, Queue, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue, RingBuf},
 };
 use dropscope_abi::{
-    FlowCounters, FlowKey, OverflowBucket, ReasonFilter, SKB_WINDOW_MAX, STAT_COUNT, maps,
+    AskedDestination, FlowCounters, FlowKey, OverflowBucket, PendingConnect, ReasonFilter,
+    SKB_WINDOW_MAX, SOCKET_STAT_COUNT, STAT_COUNT, SourceKey, maps,
 };
 
 /// First sight of a flow, to user space.
@@ -55,3 +56,38 @@ pub struct Scratch {
 /// One [`Scratch`] per CPU.
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Connect and DNS records, to user space (apart from drop records, so a
+/// DNS storm never takes a drop record's room).
+#[map]
+pub static SOCKET_EVENTS: RingBuf = RingBuf::with_byte_size(maps::SOCKET_EVENTS_BYTES, 0);
+
+/// Sockets in SYN_SENT being followed, by socket address. A plain hash map
+/// (not LRU): when it is full a new socket is refused and counted, never an
+/// older one silently evicted.
+#[map]
+pub static CONNECTS: HashMap<u64, PendingConnect> =
+    HashMap::with_max_entries(maps::CONNECT_SLOTS, 0);
+
+/// A pending socket's own address and port to its socket address, for the
+/// tc programs that see its SYNs leave.
+#[map]
+pub static SYN_SOURCES: HashMap<SourceKey, u64> = HashMap::with_max_entries(maps::CONNECT_SLOTS, 0);
+
+/// What the latest `connect()` of a thread asked for, from the cgroup hook
+/// to the SYN_SENT transition of the same call.
+#[map]
+pub static CONNECTING: LruHashMap<u64, AskedDestination> =
+    LruHashMap::with_max_entries(maps::CONNECTING_THREADS, 0);
+
+/// Per-CPU statistics of the socket and tc hooks, indexed by
+/// `dropscope_abi::SocketStat`.
+#[map]
+pub static SOCKET_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SOCKET_STAT_COUNT, 0);
+
+/// DNS client sockets and the time of their latest query, so the tc
+/// programs also see their queries after DNAT (to any port) and the answers
+/// before reverse NAT.
+#[map]
+pub static DNS_CLIENTS: LruHashMap<SourceKey, u64> =
+    LruHashMap::with_max_entries(maps::DNS_CLIENT_SLOTS, 0);

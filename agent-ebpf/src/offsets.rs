@@ -1,7 +1,9 @@
 //! Kernel struct offsets, set by the agent at load time from the running
 //! kernel's BTF (`EbpfLoader::set_global`), so one object runs on many kernels.
 
-use dropscope_abi::{ConntrackTupleOffsets, KernelOffsets, OFFSET_MISSING, TracepointOffsets};
+use dropscope_abi::{
+    ConntrackTupleOffsets, KernelOffsets, OFFSET_MISSING, SocketOffsets, TracepointOffsets,
+};
 
 const MISSING_TUPLE: ConntrackTupleOffsets = ConntrackTupleOffsets {
     src_addr: OFFSET_MISSING,
@@ -37,6 +39,36 @@ static OFFSETS: KernelOffsets = KernelOffsets {
         reason: 36,
     },
 };
+
+/// Overwritten in `.rodata` by the agent before the socket programs load;
+/// the defaults are Linux 6.18's.
+#[unsafe(no_mangle)]
+static SOCKET_OFFSETS: SocketOffsets = SocketOffsets {
+    state_skaddr: 8,
+    state_oldstate: 16,
+    state_newstate: 20,
+    state_sport: 24,
+    state_dport: 26,
+    state_family: 28,
+    state_protocol: 30,
+    state_saddr: 32,
+    state_daddr: 36,
+    state_saddr_v6: 40,
+    state_daddr_v6: 56,
+    retransmit_skaddr: 16,
+    retransmit_state: 24,
+    sk_err: OFFSET_MISSING,
+    sk_net: OFFSET_MISSING,
+    net_ns_inum: OFFSET_MISSING,
+};
+
+/// The socket tracepoints' field offsets and socket fields of the running
+/// kernel.
+#[inline(always)]
+pub fn socket() -> &'static SocketOffsets {
+    // SAFETY: as in `get`.
+    unsafe { &*core::ptr::read_volatile(&(&raw const SOCKET_OFFSETS)) }
+}
 
 /// The offsets of the running kernel.
 #[inline(always)]

@@ -2,11 +2,11 @@
 //! owns (`KernelConfig` in `kernel`, `CaptureConfig` in `capture`, …) and
 //! checks what no single step can; each step receives only its own.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
     capture::CaptureConfig, enrich::MetadataConfig, fanout::FanoutConfig, kernel::KernelConfig,
-    print::events::Format, serve::ServeConfig,
+    print::events::Format, serve::ServeConfig, track::incidents::IncidentConfig,
 };
 
 /// The largest `--history` (events of about a kilobyte each).
@@ -19,6 +19,11 @@ pub struct AgentConfig {
     pub kernel: KernelConfig,
     /// Reading the kernel's maps.
     pub capture: CaptureConfig,
+    /// The cgroup v2 mount given on the command line (`None`: found, or
+    /// mounted, at start).
+    pub cgroup_root: Option<PathBuf>,
+    /// Deciding incidents.
+    pub incidents: IncidentConfig,
     /// Where cluster metadata comes from.
     pub metadata: MetadataConfig,
     /// The broadcast hub.
@@ -49,6 +54,12 @@ pub enum Error {
     /// Zero-sized table.
     #[error("--flow-slots must be at least 1")]
     FlowSlots,
+    /// Zero-sized connect table.
+    #[error("--connect-slots must be at least 1")]
+    ConnectSlots,
+    /// Zero-sized DNS table or timeout.
+    #[error("--dns-pending and --dns-timeout must be more than zero")]
+    Dns,
     /// A zero interval.
     #[error("--sample-interval must be longer than zero")]
     SampleInterval,
@@ -77,6 +88,17 @@ impl AgentConfig {
         }
         if self.kernel.flow_slots == 0 {
             return Err(Error::FlowSlots);
+        }
+        if self
+            .kernel
+            .sockets
+            .as_ref()
+            .is_some_and(|sockets| sockets.connect_slots == 0)
+        {
+            return Err(Error::ConnectSlots);
+        }
+        if self.incidents.dns_pending == 0 || self.incidents.dns_timeout.is_zero() {
+            return Err(Error::Dns);
         }
         if self.fanout.history > MAX_HISTORY {
             return Err(Error::History(self.fanout.history));

@@ -24,10 +24,16 @@ use tokio::{
 use tracing::Instrument as _;
 
 use crate::{
-    capture::{self, Capture},
+    capture::{self, Capture, sockets::SocketCapture},
     config::AgentConfig,
-    decode::{Clock, Decoder, Symbols, symbols::KALLSYMS},
-    enrich::{self, MetadataConfig, snapshot, store::Store, watch as kube_watch},
+    decode::{Clock, Decoder, Symbols, socket::SocketDecoder, symbols::KALLSYMS},
+    enrich::{
+        self, MetadataConfig,
+        cgroup::{self as cgroups, CgroupPaths},
+        snapshot,
+        store::Store,
+        watch as kube_watch,
+    },
     explain::step::Explainer,
     fanout::{Hub, Start},
     kernel::{self, Kernel, features},
@@ -56,6 +62,9 @@ pub enum Error {
     /// Cluster metadata.
     #[error(transparent)]
     Enrich(#[from] enrich::Error),
+    /// The cgroup v2 hierarchy.
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::Error),
     /// The API server did not answer the first listing in time.
     #[error(
         "the API server did not list every kind within {seconds}s: is it reachable, and may this identity list pods, services, endpointslices, networkpolicies, namespaces and nodes?"
@@ -137,7 +146,21 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         store: store.clone(),
     });
     ready_tx.send_modify(|ready| ready.metadata_synced = true);
-    let (kernel, maps) = Kernel::load(&config.kernel)?;
+    // The cgroup v2 root: where the connect hooks attach and cgroup ids
+    // are resolved to pods.
+    let mut kernel_config = config.kernel.clone();
+    let cgroup_root = match kernel_config.sockets.as_mut() {
+        Some(sockets) if sockets.connects => {
+            let root = match &config.cgroup_root {
+                Some(root) => root.clone(),
+                None => cgroups::cgroup2_root(features::mount_cgroup2)?,
+            };
+            sockets.cgroup_root = Some(root.clone());
+            Some(root)
+        }
+        _ => None,
+    };
+    let (kernel, mut maps) = Kernel::load(&kernel_config)?;
     let _ = state.reasons.set(
         kernel
             .reasons
@@ -149,7 +172,10 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         hook: kernel.attached.section().to_owned(),
         release: features::release(),
         features: kernel_features(&kernel, config.bpf_stats),
-        programs: vec!["kfree_skb".to_owned()],
+        programs: std::iter::once("kfree_skb")
+            .chain(kernel.socket_programs.iter().copied())
+            .map(str::to_owned)
+            .collect(),
     });
     // With --bpf-stats: the program's run-time counters at attach.
     let cost_probe = match stats_guard {
@@ -160,8 +186,17 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         }
         None => None,
     };
-    let decoder = Decoder::new(kernel.reasons.clone(), Symbols::new(KALLSYMS), Clock::now());
+    let clock = Clock::now();
+    let socket_capture = maps.sockets.take().map(|socket_maps| {
+        SocketCapture::new(
+            socket_maps,
+            SocketDecoder::new(clock),
+            config.capture.sample_interval,
+        )
+    });
+    let decoder = Decoder::new(kernel.reasons.clone(), Symbols::new(KALLSYMS), clock);
     let capture = Capture::new(maps, decoder, config.capture);
+    let kernel = Arc::new(std::sync::Mutex::new(kernel));
 
     let (record_tx, record_rx) = mpsc::channel(config.record_queue);
     let (event_tx, event_rx) = mpsc::channel(config.record_queue);
@@ -191,13 +226,24 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     );
     let explainer = tokio::spawn(
         Explainer::new(store)
+            .with_cgroups(cgroup_root.map(CgroupPaths::new))
             .run(event_rx, explained_tx)
             .instrument(tracing::info_span!("explain")),
     );
     let tracker = tokio::spawn(
-        Tracker::new()
+        Tracker::with_incidents(config.incidents)
             .run(record_rx, event_tx, track_tx)
             .instrument(tracing::info_span!("track")),
+    );
+    let socket_capture = socket_capture.map(|socket_capture| {
+        tokio::spawn(
+            socket_capture
+                .run(record_tx.clone(), shutdown_rx.clone())
+                .instrument(tracing::info_span!("capture", ring = "sockets")),
+        )
+    });
+    let follower = tokio::spawn(
+        follow_interfaces(Arc::clone(&kernel)).instrument(tracing::info_span!("kernel")),
     );
     let mut capture = tokio::spawn(
         capture
@@ -205,7 +251,17 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
             .instrument(tracing::info_span!("capture")),
     );
     ready_tx.send_modify(|ready| ready.attached = true);
-    tracing::info!(hook = ?kernel.attached, reasons = %config.kernel.drop_reasons, node = %config.node, "dropscope agent running");
+    {
+        let kernel = lock(&kernel);
+        tracing::info!(
+            hook = ?kernel.attached,
+            reasons = %config.kernel.drop_reasons,
+            socket_hooks = ?kernel.socket_programs,
+            interfaces = ?kernel.watched_interfaces(),
+            node = %config.node,
+            "dropscope agent running"
+        );
+    }
 
     let early_end = tokio::select! {
         stop = wait_for_stop(config.duration) => { stop?; None }
@@ -215,12 +271,21 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     ready_tx.send_modify(|ready| ready.attached = false);
     // Detach first: from here on the kernel adds nothing, so the final
     // counts capture reads are exact.
+    follower.abort();
+    let _ = follower.await;
     drop(kernel);
     let _ = shutdown_tx.send(true);
     let captured = match early_end {
         Some(ended) => ended,
         None => capture.await,
     };
+    if let Some(socket_capture) = socket_capture {
+        match socket_capture.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the socket capture stopped with an error"),
+            Err(error) => tracing::warn!(%error, "the socket capture task failed"),
+        }
+    }
     let stats = drain(tracker, explainer, publisher).await?;
     refresher.abort();
     hub.close();
@@ -247,6 +312,27 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// How often the node's interfaces are checked for new ones to watch.
+const INTERFACE_REFRESH: Duration = Duration::from_secs(2);
+
+/// Attaches the tc programs to interfaces as they appear (pods come and go).
+async fn follow_interfaces(kernel: Arc<std::sync::Mutex<Kernel>>) {
+    let mut tick = tokio::time::interval(INTERFACE_REFRESH);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(error) = lock(&kernel).refresh_interfaces() {
+            tracing::warn!(%error, "listing interfaces failed; new interfaces are not watched");
+        }
+    }
+}
+
+fn lock(kernel: &std::sync::Mutex<Kernel>) -> std::sync::MutexGuard<'_, Kernel> {
+    kernel
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn kernel_features(kernel: &Kernel, bpf_stats: bool) -> Vec<String> {
@@ -277,12 +363,16 @@ async fn publish(
         hub.publish(&event);
         let status = *track.borrow();
         if status != last_status {
-            metrics.set_kernel(&status.kernel, status.active_flows);
+            set_track_metrics(&metrics, &status);
             last_status = status;
         }
     }
-    let status = *track.borrow();
+    set_track_metrics(&metrics, &track.borrow());
+}
+
+fn set_track_metrics(metrics: &Metrics, status: &TrackStatus) {
     metrics.set_kernel(&status.kernel, status.active_flows);
+    metrics.set_sockets(&status.sockets, status.aborted_connects, status.pending_dns);
 }
 
 /// How often gauges read from elsewhere (subscribers, metadata, program

@@ -88,6 +88,8 @@ pub const OFFSET_MISSING: u32 = u32::MAX;
 pub mod globals {
     /// The [`KernelOffsets`](super::KernelOffsets) global.
     pub const OFFSETS: &str = "OFFSETS";
+    /// The [`SocketOffsets`](crate::SocketOffsets) global.
+    pub const SOCKET_OFFSETS: &str = "SOCKET_OFFSETS";
 }
 
 /// Names and default sizes of the maps.
@@ -112,6 +114,35 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     /// Array with one [`ReasonFilter`](crate::ReasonFilter): which drop reasons to report.
     pub const REASON_FILTER: &str = "REASON_FILTER";
+    /// Ring buffer of [`ConnectRecord`](crate::ConnectRecord)s and
+    /// [`DnsRecord`](crate::DnsRecord)s.
+    pub const SOCKET_EVENTS: &str = "SOCKET_EVENTS";
+    /// Default size of [`SOCKET_EVENTS`] in bytes.
+    pub const SOCKET_EVENTS_BYTES: u32 = 1 << 20;
+    /// Hash map from a socket's address to its
+    /// [`PendingConnect`](crate::PendingConnect).
+    pub const CONNECTS: &str = "CONNECTS";
+    /// Default number of sockets in SYN_SENT followed at once.
+    pub const CONNECT_SLOTS: u32 = 16_384;
+    /// Hash map from a pending socket's [`SourceKey`](crate::SourceKey) to
+    /// its address, for the tc programs.
+    pub const SYN_SOURCES: &str = "SYN_SOURCES";
+    /// LRU map from a thread (pid_tgid) to the
+    /// [`AskedDestination`](crate::AskedDestination) of its `connect()`.
+    pub const CONNECTING: &str = "CONNECTING";
+    /// Threads remembered between the cgroup hook and SYN_SENT.
+    pub const CONNECTING_THREADS: u32 = 4096;
+    /// LRU map from a DNS client socket ([`SourceKey`](crate::SourceKey))
+    /// to the monotonic ns of its latest query: its packets after DNAT (to
+    /// any port) and the answers before reverse NAT are DNS too.
+    pub const DNS_CLIENTS: &str = "DNS_CLIENTS";
+    /// DNS client sockets remembered.
+    pub const DNS_CLIENT_SLOTS: u32 = 65_536;
+    /// How long after its latest query a client socket's packets count as
+    /// DNS, in ns.
+    pub const DNS_CLIENT_TTL_NS: u64 = 10_000_000_000;
+    /// Per-CPU array of [`SocketStat`](crate::SocketStat) counters.
+    pub const SOCKET_STATS: &str = "SOCKET_STATS";
 }
 
 /// Which drop reasons the kernel program reports: a bitmap over the core

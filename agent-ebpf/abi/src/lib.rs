@@ -13,8 +13,10 @@
 
 pub mod config;
 pub mod record;
+pub mod socket;
 pub mod stats;
 
 pub use config::*;
 pub use record::*;
+pub use socket::*;
 pub use stats::*;

@@ -9,6 +9,7 @@
 
 pub mod overflow;
 pub mod slots;
+pub mod sockets;
 pub mod stats;
 
 use std::time::Duration;

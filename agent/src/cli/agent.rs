@@ -7,10 +7,11 @@ use crate::{
     config::AgentConfig,
     enrich::MetadataConfig,
     fanout::FanoutConfig,
-    kernel::{DropReasonSet, Hook, KernelConfig},
+    kernel::{DropReasonSet, Hook, KernelConfig, SocketConfig},
     pipeline,
     print::events::Format,
     serve::{Listen, ServeConfig, TlsFiles},
+    track::incidents::IncidentConfig,
 };
 
 /// What the agent prints on stdout.
@@ -106,6 +107,36 @@ pub struct Args {
     /// service account), listed at start and then watched.
     #[arg(long, env = "DROPSCOPE_KUBERNETES")]
     pub kubernetes: bool,
+    /// Do not follow TCP connects (the `sock:inet_sock_set_state` and
+    /// `tcp:tcp_retransmit_skb` tracepoints and the cgroup connect hooks):
+    /// no CONNECT_* incidents.
+    #[arg(long, env = "DROPSCOPE_NO_CONNECTS")]
+    pub no_connects: bool,
+    /// Do not attach the cgroup `connect4`/`connect6` hooks: connects are
+    /// still followed, without the destination `connect()` asked for.
+    #[arg(long, env = "DROPSCOPE_NO_CGROUP_HOOKS")]
+    pub no_cgroup_hooks: bool,
+    /// Do not attach tc programs to this node's interfaces: no DNS
+    /// incidents, and no sight of SYNs leaving (no BEYOND_NODE).
+    #[arg(long, env = "DROPSCOPE_NO_TC")]
+    pub no_tc: bool,
+    /// The cgroup v2 mount to attach the connect hooks at and resolve
+    /// cgroup ids under; default: found in /proc/self/mountinfo (unified or
+    /// hybrid layout), else mounted at /run/dropscope/cgroup2.
+    #[arg(long, env = "DROPSCOPE_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
+    /// Sockets in SYN_SENT followed at once in the kernel; beyond that, new
+    /// connects are counted as not followed (a CONNECTS_UNTRACKED loss).
+    #[arg(long, default_value_t = dropscope_abi::maps::CONNECT_SLOTS, env = "DROPSCOPE_CONNECT_SLOTS")]
+    pub connect_slots: u32,
+    /// A DNS question with no answer this long after its last try is
+    /// DNS_UNANSWERED.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "DROPSCOPE_DNS_TIMEOUT")]
+    pub dns_timeout: Duration,
+    /// DNS questions followed at once; beyond that, new ones are counted
+    /// as not followed (a DNS_UNTRACKED loss).
+    #[arg(long, default_value_t = IncidentConfig::default().dns_pending, env = "DROPSCOPE_DNS_PENDING")]
+    pub dns_pending: usize,
 }
 
 /// Runs the agent until a signal (or `--duration`).
@@ -116,6 +147,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             drop_reasons: args.drop_reasons,
             flow_slots: args.flow_slots,
             ring_bytes: args.ring_bytes,
+            sockets: (!args.no_connects || !args.no_tc).then_some(SocketConfig {
+                connects: !args.no_connects,
+                cgroup_root: None,
+                cgroup_hooks: !args.no_connects && !args.no_cgroup_hooks,
+                tc: !args.no_tc,
+                connect_slots: args.connect_slots,
+            }),
+        },
+        cgroup_root: args.cgroup_root,
+        incidents: IncidentConfig {
+            dns_timeout: args.dns_timeout,
+            dns_pending: args.dns_pending,
         },
         capture: CaptureConfig {
             sample_interval: args.sample_interval,

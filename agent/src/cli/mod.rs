@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Capture drops on this node and stream them as events.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
     /// Explain what NetworkPolicy would do with a flow, and why.
     ///
     /// Prints the verdict (allowed, or denied at the source's egress or the
@@ -50,7 +50,8 @@ pub enum Command {
     ///     --to kube-system/svc/kube-dns --port 53 --protocol UDP -o json
     #[command(verbatim_doc_comment)]
     Explain(explain::Args),
-    /// Read drop events from an agent's API: history, then live with --follow.
+    /// Read drops, incidents and losses from an agent's API: history, then
+    /// live with --follow.
     Observe(Box<observe::Args>),
 }
 
@@ -58,7 +59,7 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Agent(args) => agent::run(args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Explain(args) => explain::run(args).await,
             Command::Observe(args) => observe::run(*args).await,
         }

@@ -19,17 +19,22 @@ use crate::{
     print::events::{Format, Style, TABLE_HEADER, render},
 };
 
-/// Read drop events from an agent's API: history, then live with --follow.
+/// Read drop events and incidents from an agent's API: history, then live
+/// with --follow.
 ///
 /// Filters of different flags must all match (AND); repeating a flag
 /// matches any of its values (OR); `--not` before a filter flag excludes
-/// what it matches instead. Loss lines (events or drops that could not be
-/// delivered) are always shown, on stderr.
+/// what it matches instead. Every filter applies to drops and incidents
+/// alike (an incident's reason and TCP flags are those of its joined
+/// drops). Loss lines (events or drops that could not be delivered) are
+/// always shown, on stderr.
 ///
 /// Examples:
 ///   dropscope observe --namespace shop --verdict deny_ingress --follow
 ///   dropscope observe --ip 10.96.0.10 --port 53 -o json --last 100
 ///   dropscope observe --from-pod shop/cart --not --reason NO_SOCKET
+///   dropscope observe --incidents --from-pod shop/cart --place this_node
+///   dropscope observe --incident-kind dns_unanswered --dns-name svc.cluster.local
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -124,6 +129,35 @@ pub struct Args {
     /// Hint code (dns_egress_denied, service_port_not_target_port, …).
     #[arg(long)]
     pub hint: Vec<String>,
+    /// Only incidents: connects that timed out, were refused or retried, and
+    /// DNS lookups that failed.
+    ///
+    /// `--not --incidents` hides incidents instead.
+    /// Example: `--incidents --from-pod shop/cart`
+    #[arg(long)]
+    pub incidents: bool,
+    /// Incident kind: connect_timeout, connect_refused, connect_retried,
+    /// dns_unanswered, dns_error.
+    ///
+    /// Also accepted as CONNECT_TIMEOUT or INCIDENT_KIND_CONNECT_TIMEOUT.
+    /// Matches incidents only. Example: `--incident-kind connect_timeout`
+    #[arg(long, value_name = "KIND", value_parser = parse_incident_kind)]
+    pub incident_kind: Vec<v1::IncidentKind>,
+    /// Where an incident's flow died: this_node, beyond_node, refused,
+    /// unseen, not_failed.
+    ///
+    /// Also accepted as THIS_NODE or FAILURE_PLACE_THIS_NODE. Matches
+    /// incidents only. Example: `--place this_node`
+    #[arg(long, value_name = "PLACE", value_parser = parse_place)]
+    pub place: Vec<v1::FailurePlace>,
+    /// DNS name suffix of an incident's question, on whole labels,
+    /// case-insensitive.
+    ///
+    /// `svc.cluster.local` matches `api.shop.svc.cluster.local`, not
+    /// `mysvc.cluster.local`. Matches DNS incidents only.
+    /// Example: `--dns-name svc.cluster.local`
+    #[arg(long, value_name = "SUFFIX")]
+    pub dns_name: Vec<String>,
     /// Exclude what the next filter flag matches (e.g. `--not --reason NO_SOCKET`).
     #[arg(long, action = clap::ArgAction::Count)]
     pub not: u8,
@@ -162,8 +196,42 @@ fn parse_verdict(input: &str) -> Result<v1::Verdict, String> {
     }
 }
 
+/// An incident kind: `connect_timeout`, `CONNECT_TIMEOUT` or
+/// `INCIDENT_KIND_CONNECT_TIMEOUT` (dashes for underscores too).
+fn parse_incident_kind(input: &str) -> Result<v1::IncidentKind, String> {
+    enum_by_name(input, "INCIDENT_KIND_", v1::IncidentKind::from_str_name)
+        .filter(|kind| *kind != v1::IncidentKind::Unknown)
+        .ok_or_else(|| {
+            format!(
+                "{input:?} is not connect_timeout, connect_refused, connect_retried, \
+                 dns_unanswered or dns_error"
+            )
+        })
+}
+
+/// A failure place: `this_node`, `THIS_NODE` or `FAILURE_PLACE_THIS_NODE`
+/// (dashes for underscores too).
+fn parse_place(input: &str) -> Result<v1::FailurePlace, String> {
+    enum_by_name(input, "FAILURE_PLACE_", v1::FailurePlace::from_str_name)
+        .filter(|place| *place != v1::FailurePlace::Unknown)
+        .ok_or_else(|| {
+            format!("{input:?} is not this_node, beyond_node, refused, unseen or not_failed")
+        })
+}
+
+/// A proto enum value by its name with or without the enum's `prefix`, in
+/// any case, with dashes for underscores.
+fn enum_by_name<E>(input: &str, prefix: &str, by_name: fn(&str) -> Option<E>) -> Option<E> {
+    let name = input.trim().to_ascii_uppercase().replace('-', "_");
+    if name.starts_with(prefix) {
+        by_name(&name)
+    } else {
+        by_name(&format!("{prefix}{name}"))
+    }
+}
+
 /// The filter flags, by long name (without `--`).
-const FILTER_FLAGS: [&str; 19] = [
+const FILTER_FLAGS: [&str; 23] = [
     "namespace",
     "pod",
     "from-pod",
@@ -182,8 +250,15 @@ const FILTER_FLAGS: [&str; 19] = [
     "verdict",
     "policy",
     "hint",
+    "incidents",
+    "incident-kind",
+    "place",
+    "dns-name",
     "l",
 ];
+
+/// The filter flags that take no value.
+const SWITCH_FLAGS: [&str; 1] = ["incidents"];
 
 /// The `(flag, value)` pairs that follow `--not` on a command line.
 pub fn negated(argv: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -199,6 +274,7 @@ pub fn negated(argv: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         let flag_text = flag.trim_start_matches('-');
         let (name, value) = match flag_text.split_once('=') {
             Some((name, value)) => (name.to_owned(), value.to_owned()),
+            None if SWITCH_FLAGS.contains(&flag_text) => (flag_text.to_owned(), String::new()),
             None => {
                 let value = words
                     .next()
@@ -263,8 +339,25 @@ fn filter(args: &Args, keep: &dyn Fn(&str, &str) -> bool) -> anyhow::Result<v1::
             .collect(),
         policy: strings("policy", &args.policy),
         hint: strings("hint", &args.hint),
-        event_kind: Vec::new(),
+        event_kind: if args.incidents && keep("incidents", "") {
+            vec![v1::EventKind::Incident as i32]
+        } else {
+            Vec::new()
+        },
         drop_kind: Vec::new(),
+        incident_kind: args
+            .incident_kind
+            .iter()
+            .filter(|kind| keep("incident-kind", kind.as_str_name()))
+            .map(|kind| *kind as i32)
+            .collect(),
+        place: args
+            .place
+            .iter()
+            .filter(|place| keep("place", place.as_str_name()))
+            .map(|place| *place as i32)
+            .collect(),
+        dns_name: strings("dns-name", &args.dns_name),
     })
 }
 
@@ -279,7 +372,9 @@ pub fn request(args: &Args, negated: &[(String, String)]) -> anyhow::Result<v1::
             name == flag
                 && (negated_value == value
                     || parse_protocol(negated_value).is_ok_and(|p| p.as_str_name() == value)
-                    || parse_verdict(negated_value).is_ok_and(|v| v.as_str_name() == value))
+                    || parse_verdict(negated_value).is_ok_and(|v| v.as_str_name() == value)
+                    || parse_incident_kind(negated_value).is_ok_and(|k| k.as_str_name() == value)
+                    || parse_place(negated_value).is_ok_and(|p| p.as_str_name() == value))
         })
     };
     let allow = filter(args, &|flag, value| !is_negated(flag, value))?;
@@ -390,7 +485,7 @@ async fn stream_once(
             event.map_err(|status| status_error(connection.server(), "stream from ", &status))?;
         if let (Some(last), Some(time)) = (&last_time, &event.time)
             && (time.seconds, time.nanos) <= (last.seconds, last.nanos)
-            && event.kind == v1::EventKind::Drop as i32
+            && event.kind != v1::EventKind::Loss as i32
         {
             continue;
         }
@@ -496,6 +591,98 @@ mod tests {
             .map(str::to_owned)
             .to_vec();
         assert!(negated(&not_a_filter).is_err());
+    }
+
+    #[test]
+    fn incident_flags_fill_the_incident_fields_and_not_moves_them_to_deny() {
+        let (args, argv) = parse(&[
+            "--incidents",
+            "--incident-kind",
+            "connect_timeout",
+            "--incident-kind",
+            "DNS_UNANSWERED",
+            "--not",
+            "--incident-kind",
+            "incident_kind_connect_retried",
+            "--place",
+            "this-node",
+            "--not",
+            "--place",
+            "FAILURE_PLACE_UNSEEN",
+            "--dns-name",
+            "svc.cluster.local",
+            "--not",
+            "--dns-name=kube-system.svc.cluster.local",
+        ]);
+        let request = request(&args, &negated(&argv).expect("negations")).expect("request");
+        let (allow, deny) = (&request.allow[0], &request.deny[0]);
+        assert_eq!(allow.event_kind, vec![v1::EventKind::Incident as i32]);
+        assert_eq!(
+            allow.incident_kind,
+            vec![
+                v1::IncidentKind::ConnectTimeout as i32,
+                v1::IncidentKind::DnsUnanswered as i32
+            ]
+        );
+        assert_eq!(
+            deny.incident_kind,
+            vec![v1::IncidentKind::ConnectRetried as i32]
+        );
+        assert_eq!(allow.place, vec![v1::FailurePlace::ThisNode as i32]);
+        assert_eq!(deny.place, vec![v1::FailurePlace::Unseen as i32]);
+        assert_eq!(allow.dns_name, vec!["svc.cluster.local"]);
+        assert_eq!(deny.dns_name, vec!["kube-system.svc.cluster.local"]);
+        assert!(deny.event_kind.is_empty());
+    }
+
+    #[test]
+    fn not_incidents_hides_incidents() {
+        let (args, argv) = parse(&["--from-pod", "shop/cart", "--not", "--incidents"]);
+        let request = request(&args, &negated(&argv).expect("negations")).expect("request");
+        assert!(request.allow[0].event_kind.is_empty());
+        assert_eq!(request.allow[0].source_pod, vec!["shop/cart"]);
+        assert_eq!(
+            request.deny[0].event_kind,
+            vec![v1::EventKind::Incident as i32]
+        );
+    }
+
+    #[test]
+    fn incident_kinds_and_places_parse_in_every_spelling() {
+        for input in [
+            "CONNECT_TIMEOUT",
+            "connect_timeout",
+            "connect-timeout",
+            "INCIDENT_KIND_CONNECT_TIMEOUT",
+            "incident_kind_connect_timeout",
+        ] {
+            assert_eq!(
+                parse_incident_kind(input),
+                Ok(v1::IncidentKind::ConnectTimeout),
+                "{input}"
+            );
+        }
+        for input in ["THIS_NODE", "this_node", "FAILURE_PLACE_THIS_NODE"] {
+            assert_eq!(
+                parse_place(input),
+                Ok(v1::FailurePlace::ThisNode),
+                "{input}"
+            );
+        }
+        for bad in ["unknown", "INCIDENT_KIND_UNKNOWN", "timeout", ""] {
+            assert!(parse_incident_kind(bad).is_err(), "{bad}");
+        }
+        for bad in ["unknown", "FAILURE_PLACE_UNKNOWN", "elsewhere"] {
+            assert!(parse_place(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            vec!["--incident-kind", "timeout"],
+            vec!["--place", "elsewhere"],
+        ] {
+            let mut full = vec!["dropscope", "observe"];
+            full.extend(&bad);
+            assert!(Cli::try_parse_from(&full).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

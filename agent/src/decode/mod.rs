@@ -3,6 +3,8 @@
 //! reinterprets kernel bytes.
 
 pub mod clock;
+pub mod dns;
+pub mod socket;
 pub mod symbols;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -65,6 +67,51 @@ pub enum Error {
     },
 }
 
+/// Reads a record of `kind` from ring-buffer bytes: checks the header's
+/// kind and version and the length, then copies the record out.
+pub fn read_record<T: aya::Pod>(bytes: &[u8], kind: u8, name: &'static str) -> Result<T, Error> {
+    let header_len = std::mem::size_of::<abi::RecordHeader>();
+    if bytes.len() < header_len {
+        return Err(Error::TooShort {
+            kind: "record header",
+            len: bytes.len(),
+            expected: header_len,
+        });
+    }
+    // SAFETY: length checked above; RecordHeader is plain integers and
+    // read_unaligned makes no alignment assumption.
+    let header: abi::RecordHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    if header.kind != kind {
+        return Err(Error::UnknownKind {
+            kind: header.kind,
+            len: bytes.len(),
+        });
+    }
+    if header.version != abi::RECORD_VERSION {
+        return Err(Error::UnsupportedVersion {
+            kind: header.kind,
+            version: header.version,
+            supported: abi::RECORD_VERSION,
+        });
+    }
+    let expected = std::mem::size_of::<T>();
+    if bytes.len() < expected {
+        return Err(Error::TooShort {
+            kind: name,
+            len: bytes.len(),
+            expected,
+        });
+    }
+    // SAFETY: length checked above; `T: Pod` is plain integers, valid for
+    // any bytes, and read_unaligned makes no alignment assumption.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+/// The kind byte of a ring-buffer record, when it has a header.
+pub fn record_kind(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
+}
+
 /// Turns kernel bytes into model records, naming reasons and locations
 /// for the running kernel.
 pub struct Decoder {
@@ -86,40 +133,7 @@ impl Decoder {
     /// Decodes one ring-buffer record; also returns the kernel's key of
     /// the flow, which `capture` needs to retire it later.
     pub fn drop_record(&mut self, bytes: &[u8]) -> Result<(DropRecord, abi::FlowKey), Error> {
-        let header_len = std::mem::size_of::<abi::RecordHeader>();
-        if bytes.len() < header_len {
-            return Err(Error::TooShort {
-                kind: "record header",
-                len: bytes.len(),
-                expected: header_len,
-            });
-        }
-        // SAFETY: length checked above; RecordHeader is plain integers and
-        // read_unaligned makes no alignment assumption.
-        let header: abi::RecordHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        if header.kind != abi::KIND_DROP {
-            return Err(Error::UnknownKind {
-                kind: header.kind,
-                len: bytes.len(),
-            });
-        }
-        if header.version != abi::RECORD_VERSION {
-            return Err(Error::UnsupportedVersion {
-                kind: header.kind,
-                version: header.version,
-                supported: abi::RECORD_VERSION,
-            });
-        }
-        let expected = std::mem::size_of::<abi::DropRecord>();
-        if bytes.len() < expected {
-            return Err(Error::TooShort {
-                kind: "drop",
-                len: bytes.len(),
-                expected,
-            });
-        }
-        // SAFETY: length checked above; DropRecord is plain integers.
-        let raw: abi::DropRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let raw: abi::DropRecord = read_record(bytes, abi::KIND_DROP, "drop")?;
         // A conntrack entry whose tuples do not read is left out, never a
         // reason to lose the drop itself.
         let conntrack = if raw.ct_info & abi::CT_PRESENT != 0 {

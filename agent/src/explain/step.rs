@@ -6,6 +6,11 @@
 //! `update` and `end` events carry the same explanation. Without metadata
 //! (standalone) events pass through unchanged. This is the only part of
 //! `explain` that touches a channel; the engine itself stays pure.
+//!
+//! Incidents get who their two ends are (the client from its cgroup's pod
+//! when the cgroup names one, else from its address) and, only when
+//! `track` joined a kernel drop of the same flow, that drop's explanation:
+//! a timeout alone never blames a NetworkPolicy.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -13,14 +18,15 @@ use tokio::sync::{RwLock, mpsc};
 
 use super::{Flow, explain};
 use crate::{
-    enrich::{store::Store, view::View},
-    model::{DropEvent, Event, EventKind, Explanation},
+    enrich::{cgroup::CgroupPaths, store::Store, view::View},
+    model::{CgroupOwner, DropEvent, Event, EventKind, Explanation, Identity, Incident},
 };
 
 /// The explain step.
 pub struct Explainer {
     store: Option<Arc<RwLock<Store>>>,
     by_flow: HashMap<u64, Arc<Explanation>>,
+    cgroups: Option<CgroupPaths>,
 }
 
 impl Explainer {
@@ -29,7 +35,37 @@ impl Explainer {
         Self {
             store,
             by_flow: HashMap::new(),
+            cgroups: None,
         }
+    }
+
+    /// Also names the cgroup (path, and the pod or kubelet it belongs to)
+    /// of every incident's process, resolving ids under this hierarchy.
+    pub fn with_cgroups(mut self, cgroups: Option<CgroupPaths>) -> Self {
+        self.cgroups = cgroups;
+        self
+    }
+
+    /// The incident with its process's cgroup path and owner filled in.
+    fn attribute(&mut self, incident: Arc<Incident>) -> Arc<Incident> {
+        let Some(cgroups) = &mut self.cgroups else {
+            return incident;
+        };
+        let Some(process) = &incident.process else {
+            return incident;
+        };
+        if process.cgroup_path.is_some() {
+            return incident;
+        }
+        let Some((path, owner)) = cgroups.owner_of(process.cgroup_id) else {
+            return incident;
+        };
+        let mut attributed = Incident::clone(&incident);
+        if let Some(process) = &mut attributed.process {
+            process.cgroup_path = Some(path.to_string());
+            process.owner = owner;
+        }
+        Arc::new(attributed)
     }
 
     /// Runs until `input` closes (or `output` does).
@@ -44,6 +80,17 @@ impl Explainer {
                     Event::Drop(self.annotate(&View::new(&view), drop))
                 }
                 (Some(_), Event::Drop(drop)) => Event::Drop(self.carry(drop)),
+                (store, Event::Incident(incident)) => {
+                    let store = store.clone();
+                    let incident = self.attribute(incident);
+                    match store {
+                        Some(store) => {
+                            let view = store.read().await;
+                            Event::Incident(self.identify_incident(&View::new(&view), &incident))
+                        }
+                        None => Event::Incident(incident),
+                    }
+                }
                 (_, other) => other,
             };
             if output.send(event).await.is_err() {
@@ -72,6 +119,46 @@ impl Explainer {
             _ => self.by_flow.get(&drop.flow_id).cloned(),
         };
         with_explanation(drop, explanation)
+    }
+
+    /// The incident with its two ends named and, when it joined kernel
+    /// drops, the latest drop's explanation (the one held for the flow, or
+    /// computed now if the drop's flow already ended).
+    pub fn identify_incident(&mut self, view: &View<'_>, incident: &Incident) -> Arc<Incident> {
+        let mut named = incident.clone();
+        let pod_of_cgroup = match incident
+            .process
+            .as_ref()
+            .and_then(|process| process.owner.as_ref())
+        {
+            Some(CgroupOwner::Pod { uid, .. }) => view.pod_by_uid(uid).map(|pod| pod.identity()),
+            _ => None,
+        };
+        let destination = view
+            .identify_service(
+                incident.flow.dst.ip,
+                incident.flow.dst.port,
+                incident.flow.protocol,
+                None,
+            )
+            .unwrap_or_else(|| view.identify(incident.flow.dst.ip, None));
+        let destination_node = match &destination {
+            Identity::Pod { node, .. } => node.clone(),
+            _ => None,
+        };
+        named.source =
+            Some(pod_of_cgroup.unwrap_or_else(|| {
+                view.identify(incident.flow.src.ip, destination_node.as_deref())
+            }));
+        named.destination = Some(destination);
+        if let Some(drop) = incident.drops.last() {
+            named.explanation = self
+                .by_flow
+                .get(&drop.flow_id)
+                .cloned()
+                .or_else(|| explain_drop(view, drop));
+        }
+        Arc::new(named)
     }
 
     /// Flows whose explanation is held.

@@ -118,6 +118,8 @@ impl Hub {
         let drops = match event {
             Event::Drop(drop) => drop.new_packets,
             Event::Loss(loss) => loss.lost_drops,
+            // An incident's drops are in the drop events it joins.
+            Event::Incident(_) => 0,
         };
         let message = Arc::new(convert::event(event, &self.shared.node, now));
         let seq = self.ring().push(now, message, drops);

@@ -9,7 +9,8 @@ use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use btf_rs::{Btf, Type};
 use dropscope_abi::{
-    ConntrackTupleOffsets, KernelOffsets, OFFSET_MISSING, SKB_WINDOW_MAX, TracepointOffsets,
+    ConntrackTupleOffsets, KernelOffsets, OFFSET_MISSING, SKB_WINDOW_MAX, SocketOffsets,
+    TracepointOffsets,
 };
 
 use super::Error;
@@ -155,6 +156,22 @@ impl KernelBtf {
         };
         (offsets.skb_window_start, offsets.skb_window_len) = skb_window(&offsets);
         Ok(offsets)
+    }
+
+    /// The socket fields the connect tracepoints read, added to the
+    /// tracepoints' own layout (`sk_err` is optional: without it a closed
+    /// connect carries no socket error and is taken as closed by its owner).
+    pub fn socket_offsets(
+        &self,
+        tracepoints: SocketOffsets,
+        kernel: &KernelOffsets,
+    ) -> SocketOffsets {
+        SocketOffsets {
+            sk_err: self.offset("sock.sk_err").unwrap_or(OFFSET_MISSING),
+            sk_net: kernel.sk_net,
+            net_ns_inum: kernel.net_ns_inum,
+            ..tracepoints
+        }
     }
 
     /// Every name of `enum skb_drop_reason`, without its prefix.

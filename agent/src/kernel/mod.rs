@@ -12,6 +12,7 @@ pub mod counters;
 pub mod features;
 pub mod programs;
 pub mod reasons;
+pub mod sockets;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ pub use btf::{DropReasonNames, KernelBtf};
 pub use counters::CounterArray;
 pub use programs::{Hook, Kernel, KernelMaps, ProgramStats};
 pub use reasons::{DEFAULT_DROP_REASONS, DropReasonSet};
+pub use sockets::{InterfaceChanges, SocketConfig, SocketMaps};
 
 /// How the kernel programs are loaded.
 #[derive(Clone, Debug)]
@@ -31,6 +33,8 @@ pub struct KernelConfig {
     pub flow_slots: u32,
     /// Size of the ring buffer in bytes (a power of two).
     pub ring_bytes: u32,
+    /// The socket and wire hooks, when on.
+    pub sockets: Option<SocketConfig>,
 }
 
 /// What can go wrong while loading and attaching.

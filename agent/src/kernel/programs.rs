@@ -16,7 +16,7 @@ use dropscope_abi::{FlowKey, ReasonFilter, Stat, globals, maps};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::KernelConfig;
-use super::{CounterArray, DropReasonNames, Error, KernelBtf, features};
+use super::{CounterArray, DropReasonNames, Error, KernelBtf, features, sockets};
 
 /// The kernel object, built by `agent/build.rs` for bpfel.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dropscope"));
@@ -50,11 +50,15 @@ impl Hook {
 
 /// The loaded programs; dropping this detaches them.
 pub struct Kernel {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     /// Names of this kernel's drop reasons.
     pub reasons: DropReasonNames,
     /// The hook that is attached.
     pub attached: Hook,
+    /// The socket and wire programs attached (empty when off).
+    pub socket_programs: Vec<&'static str>,
+    /// The interfaces the tc programs watch.
+    interfaces: Option<sockets::Interfaces>,
 }
 
 /// The maps `capture` reads.
@@ -75,6 +79,8 @@ pub struct KernelMaps {
     pub slots: u32,
     /// Run-time statistics of the attached program.
     pub program: ProgramStatsReader,
+    /// The socket and wire hooks' maps, when they are on.
+    pub sockets: Option<sockets::SocketMaps>,
 }
 
 impl Kernel {
@@ -91,6 +97,14 @@ impl Kernel {
         let filter = config.drop_reasons.resolve(&reasons)?;
         let tracepoint_layout = features::kfree_skb_format(&tracefs)?;
         let offsets = kernel_btf.kernel_offsets(tracepoint_layout)?;
+        let socket_offsets = match &config.sockets {
+            Some(_) => kernel_btf.socket_offsets(features::socket_formats(&tracefs)?, &offsets),
+            None => dropscope_abi::SocketOffsets::default(),
+        };
+        let connect_slots = config
+            .sockets
+            .as_ref()
+            .map_or(maps::CONNECT_SLOTS, |sockets| sockets.connect_slots.max(1));
         tracing::debug!(
             ?offsets,
             reasons = reasons.len(),
@@ -100,6 +114,9 @@ impl Kernel {
         let slots = config.flow_slots.max(1);
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::OFFSETS, &offsets, true)
+            .override_global(globals::SOCKET_OFFSETS, &socket_offsets, true)
+            .map_max_entries(maps::CONNECTS, connect_slots)
+            .map_max_entries(maps::SYN_SOURCES, connect_slots)
             .map_max_entries(maps::FLOWS, slots)
             .map_max_entries(maps::COUNTERS, slots)
             .map_max_entries(maps::FREE_SLOTS, slots)
@@ -134,6 +151,17 @@ impl Kernel {
                 call: "epoll registration of the ring buffer",
                 source: error.into_parts().1,
             })?;
+        let (socket_programs, socket_maps, interfaces) = match &config.sockets {
+            Some(socket_config) => {
+                let attached = sockets::attach(&mut ebpf, socket_config)?;
+                let mut interfaces = socket_config.tc.then(sockets::Interfaces::default);
+                if let Some(interfaces) = &mut interfaces {
+                    log_interface_changes(&interfaces.refresh(&mut ebpf)?);
+                }
+                (attached, Some(sockets::maps(&mut ebpf)?), interfaces)
+            }
+            None => (Vec::new(), None, None),
+        };
         let maps = KernelMaps {
             events,
             flows: take(&mut ebpf, maps::FLOWS)?,
@@ -143,15 +171,47 @@ impl Kernel {
             overflow: take(&mut ebpf, maps::OVERFLOW)?,
             slots,
             program,
+            sockets: socket_maps,
         };
         Ok((
             Self {
-                _ebpf: ebpf,
+                ebpf,
                 reasons,
                 attached,
+                socket_programs,
+                interfaces,
             },
             maps,
         ))
+    }
+
+    /// Attaches the tc programs to interfaces that appeared since the last
+    /// call and forgets those that went (nothing to do when tc is off).
+    pub fn refresh_interfaces(&mut self) -> Result<(), Error> {
+        if let Some(interfaces) = &mut self.interfaces {
+            log_interface_changes(&interfaces.refresh(&mut self.ebpf)?);
+        }
+        Ok(())
+    }
+
+    /// The interfaces the tc programs watch.
+    pub fn watched_interfaces(&self) -> Vec<String> {
+        self.interfaces
+            .as_ref()
+            .map(sockets::Interfaces::names)
+            .unwrap_or_default()
+    }
+}
+
+fn log_interface_changes(changes: &sockets::InterfaceChanges) {
+    if !changes.added.is_empty() {
+        tracing::info!(interfaces = ?changes.added, "tc programs attached");
+    }
+    if !changes.removed.is_empty() {
+        tracing::debug!(interfaces = ?changes.removed, "interfaces gone");
+    }
+    for (interface, error) in &changes.failed {
+        tracing::warn!(%interface, %error, "cannot watch this interface: DNS and SYNs leaving by it are not seen");
     }
 }
 
@@ -310,7 +370,7 @@ fn missing_program(program: &'static str) -> Error {
     }
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {

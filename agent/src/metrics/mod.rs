@@ -12,10 +12,15 @@
 //! |---|---|---|
 //! | `dropscope_drops_total` | counter | `reason`, `verdict`, `namespace` |
 //! | `dropscope_drop_flows_total` | counter | `reason` |
+//! | `dropscope_incidents_total` | counter | `kind`, `place`, `namespace` |
 //! | `dropscope_events_total` | counter | `kind` |
 //! | `dropscope_lost_drops_total`, `dropscope_lost_events_total` | counter | `source` |
 //! | `dropscope_kernel_hook_calls_total` | counter | `outcome` |
 //! | `dropscope_kernel_recursion_misses_total` | counter | |
+//! | `dropscope_connects_total` | counter | `outcome` |
+//! | `dropscope_syn_retransmits_total`, `dropscope_synack_retransmits_total` | counter | |
+//! | `dropscope_dns_messages_total` | counter | `outcome` |
+//! | `dropscope_pending_dns_queries` | gauge | |
 //! | `dropscope_active_flows` | gauge | |
 //! | `dropscope_bpf_program_runs_total`, `dropscope_bpf_program_run_time_seconds_total` | counter | `program` |
 //! | `dropscope_metadata_objects` | gauge | `kind` |
@@ -37,11 +42,22 @@
 //!   under `other` (`none` and `other` do not count against the bound). So
 //!   `dropscope_drops_total` has at most reasons × 5 × (max_namespaces + 2)
 //!   series.
-//! - `kind` (events): `drop_new`, `drop_update`, `drop_end`, `loss`.
-//! - `source`: `kernel_ring_full`, `kernel_recursion`, `pipeline`,
-//!   `subscriber`.
+//! - `kind` (incidents): `CONNECT_TIMEOUT`, `CONNECT_REFUSED`,
+//!   `CONNECT_RETRIED`, `DNS_UNANSWERED`, `DNS_ERROR`; `place`:
+//!   `THIS_NODE`, `BEYOND_NODE`, `REFUSED`, `UNSEEN`, `NOT_FAILED`;
+//!   `namespace` as for drops (the client pod's, else the destination's),
+//!   sharing the same bound.
+//! - `kind` (events): `drop_new`, `drop_update`, `drop_end`, `loss`,
+//!   `incident_new`, `incident_update`.
+//! - `source`: `kernel_ring_full`, `kernel_recursion`, `kernel_unreadable`,
+//!   `undecodable`, `pipeline`, `connects_untracked`, `dns_untracked`,
+//!   `dns_unreadable`, `subscriber`.
 //! - `outcome`: `filtered`, `not_ip`, `aggregated`, `new_flow`,
 //!   `overflow`, `ring_full`, `lost_ring_full`, `read_error`.
+//! - `outcome` (connects): `tracked`, `untracked` (the kernel's SYN_SENT
+//!   table was full), `ring_full`, `reported` (a record reached user
+//!   space), `aborted` (closed by their owner before an answer).
+//! - `outcome` (DNS messages): `seen`, `ring_full`, `unreadable`.
 //! - `program`: the agent's BPF programs (a handful).
 //! - `kind` (metadata): the object kinds the metadata store holds.
 //!
@@ -75,7 +91,8 @@ use self::namespace::NamespaceLabels;
 /// model's type, re-exported for the endpoint's callers).
 pub use crate::model::Readiness;
 use crate::model::{
-    DropEvent, Event, EventKind, Identity, KernelStats, LossEvent, LossSource, verdict::Explanation,
+    DropEvent, Event, EventKind, Identity, Incident, KernelStats, LossEvent, LossSource,
+    SocketStats, verdict::Explanation,
 };
 
 /// Errors of the metrics endpoint.
@@ -128,6 +145,14 @@ struct ReasonLabel {
     reason: Arc<str>,
 }
 
+/// Labels of `dropscope_incidents_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabels {
+    kind: &'static str,
+    place: &'static str,
+    namespace: Arc<str>,
+}
+
 /// Labels of `dropscope_events_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventKindLabel {
@@ -149,6 +174,13 @@ struct SourceLabel {
 /// Labels of `dropscope_kernel_hook_calls_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Labels of the socket hooks' counters (`dropscope_connects_total`,
+/// `dropscope_dns_messages_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SocketOutcomeLabel {
     outcome: &'static str,
 }
 
@@ -199,11 +231,19 @@ pub struct Metrics {
     registry: Registry,
     drops: Family<DropLabels, Counter>,
     drop_flows: Family<ReasonLabel, Counter>,
+    incidents: Family<IncidentLabels, Counter>,
     events: Family<EventKindLabel, Counter>,
     lost_drops: Family<SourceLabel, Counter>,
     lost_events: Family<SourceLabel, Counter>,
     hook_calls: Family<OutcomeLabel, Counter>,
     recursion_misses: Counter,
+    connects: Family<SocketOutcomeLabel, Counter>,
+    syn_retransmits: Counter,
+    synack_retransmits: Counter,
+    dns_messages: Family<SocketOutcomeLabel, Counter>,
+    pending_dns: CountGauge,
+    /// The socket counters as last set, to turn them into increments.
+    sockets: Mutex<(SocketStats, u64)>,
     active_flows: CountGauge,
     program_runs: Family<ProgramLabel, Counter>,
     program_run_time: Family<ProgramLabel, Counter<f64, AtomicU64>>,
@@ -240,10 +280,19 @@ impl Metrics {
             "Dropped flows first seen, by kernel drop reason",
             drop_flows.clone(),
         );
+        let incidents = Family::<IncidentLabels, Counter>::default();
+        registry.register(
+            "incidents",
+            "Incidents decided (connect timeouts and refusals, connects that needed retries, \
+             unanswered and failed DNS), by kind, where the flow died, and namespace (the \
+             client pod's, else the destination's)",
+            incidents.clone(),
+        );
         let events = Family::<EventKindLabel, Counter>::default();
         registry.register(
             "events",
-            "Events published, by kind (drop_new, drop_update, drop_end, loss)",
+            "Events published, by kind (drop_new, drop_update, drop_end, loss, incident_new, \
+             incident_update)",
             events.clone(),
         );
         let lost_drops = Family::<SourceLabel, Counter>::default();
@@ -258,6 +307,39 @@ impl Metrics {
             "lost_events",
             "Events lost, by where (pipeline queues, slow subscribers)",
             lost_events.clone(),
+        );
+        let connects = Family::<SocketOutcomeLabel, Counter>::default();
+        registry.register(
+            "connects",
+            "TCP connects seen entering SYN_SENT, by outcome (tracked, untracked: the kernel's \
+             table was full, ring_full, reported: a decided connect reached user space, aborted: \
+             closed by its owner before an answer)",
+            connects.clone(),
+        );
+        let syn_retransmits = Counter::default();
+        registry.register(
+            "syn_retransmits",
+            "SYN retransmissions of followed connects",
+            syn_retransmits.clone(),
+        );
+        let synack_retransmits = Counter::default();
+        registry.register(
+            "synack_retransmits",
+            "SYN-ACKs retransmitted by listening sockets of this node (the client's final ACK \
+             went missing)",
+            synack_retransmits.clone(),
+        );
+        let dns_messages = Family::<SocketOutcomeLabel, Counter>::default();
+        registry.register(
+            "dns_messages",
+            "DNS messages seen on watched interfaces, by outcome (seen, ring_full, unreadable)",
+            dns_messages.clone(),
+        );
+        let pending_dns = CountGauge::default();
+        registry.register(
+            "pending_dns_queries",
+            "DNS questions waiting for an answer",
+            pending_dns.clone(),
         );
         let hook_calls = Family::<OutcomeLabel, Counter>::default();
         registry.register(
@@ -336,11 +418,18 @@ impl Metrics {
             registry,
             drops,
             drop_flows,
+            incidents,
             events,
             lost_drops,
             lost_events,
             hook_calls,
             recursion_misses,
+            connects,
+            syn_retransmits,
+            synack_retransmits,
+            dns_messages,
+            pending_dns,
+            sockets: Mutex::new((SocketStats::default(), 0)),
             active_flows,
             program_runs,
             program_run_time,
@@ -358,6 +447,24 @@ impl Metrics {
         match event {
             Event::Drop(drop) => self.record_drop(drop),
             Event::Loss(loss) => self.record_loss(loss),
+            Event::Incident(incident) => self.record_incident(incident),
+        }
+    }
+
+    fn record_incident(&self, incident: &Incident) {
+        let kind = match incident.event {
+            EventKind::New => "incident_new",
+            EventKind::Update | EventKind::End => "incident_update",
+        };
+        self.events.get_or_create(&EventKindLabel { kind }).inc();
+        if incident.event == EventKind::New {
+            self.incidents
+                .get_or_create(&IncidentLabels {
+                    kind: incident.kind.name(),
+                    place: incident.place.name(),
+                    namespace: self.namespaces.label(incident_namespace(incident)),
+                })
+                .inc();
         }
     }
 
@@ -400,6 +507,9 @@ impl Metrics {
             LossSource::KernelUnreadable => "kernel_unreadable",
             LossSource::Undecodable => "undecodable",
             LossSource::Pipeline => "pipeline",
+            LossSource::ConnectsUntracked => "connects_untracked",
+            LossSource::DnsUntracked => "dns_untracked",
+            LossSource::DnsUnreadable => "dns_unreadable",
             // One subscriber's losses arrive through `subscriber_lost`;
             // history that was already pushed out is not a loss of the agent.
             LossSource::Subscriber | LossSource::History => return,
@@ -442,6 +552,57 @@ impl Metrics {
         self.recursion_misses
             .inc_by(increase(previous.recursion_misses, stats.recursion_misses));
         *previous = *stats;
+    }
+
+    /// The socket hooks' counters (cumulative since load), connects closed
+    /// by their owner so far, and the DNS questions pending now.
+    pub fn set_sockets(&self, stats: &SocketStats, aborted: u64, pending_dns: u64) {
+        self.pending_dns.set(pending_dns);
+        let mut previous = lock(&self.sockets);
+        let (before, aborted_before) = *previous;
+        let connects = [
+            ("tracked", before.connects_tracked, stats.connects_tracked),
+            (
+                "untracked",
+                before.connects_untracked,
+                stats.connects_untracked,
+            ),
+            (
+                "ring_full",
+                before.connect_ring_full,
+                stats.connect_ring_full,
+            ),
+            ("reported", before.connect_records, stats.connect_records),
+            ("aborted", aborted_before, aborted),
+        ];
+        for (outcome, before, now) in connects {
+            let delta = increase(before, now);
+            if delta > 0 {
+                self.connects
+                    .get_or_create(&SocketOutcomeLabel { outcome })
+                    .inc_by(delta);
+            }
+        }
+        let dns = [
+            ("seen", before.dns_records, stats.dns_records),
+            ("ring_full", before.dns_ring_full, stats.dns_ring_full),
+            ("unreadable", before.dns_unreadable, stats.dns_unreadable),
+        ];
+        for (outcome, before, now) in dns {
+            let delta = increase(before, now);
+            if delta > 0 {
+                self.dns_messages
+                    .get_or_create(&SocketOutcomeLabel { outcome })
+                    .inc_by(delta);
+            }
+        }
+        self.syn_retransmits
+            .inc_by(increase(before.syn_retransmits, stats.syn_retransmits));
+        self.synack_retransmits.inc_by(increase(
+            before.synack_retransmits,
+            stats.synack_retransmits,
+        ));
+        *previous = (*stats, aborted);
     }
 
     /// BPF program run time when --bpf-stats is on: cumulative run count and ns.
@@ -508,6 +669,17 @@ fn namespace_of(explanation: &Explanation) -> Option<&str> {
         .or_else(|| pod_namespace(&explanation.destination.identity))
         .or_else(|| explanation.service.as_ref().and_then(service_namespace))
         .or_else(|| service_namespace(&explanation.destination.identity))
+}
+
+/// The namespace an incident is counted under: the client pod's, else the
+/// destination's.
+fn incident_namespace(incident: &Incident) -> Option<&str> {
+    incident
+        .source
+        .as_ref()
+        .and_then(pod_namespace)
+        .or_else(|| incident.destination.as_ref().and_then(pod_namespace))
+        .or_else(|| incident.destination.as_ref().and_then(service_namespace))
 }
 
 fn pod_namespace(identity: &Identity) -> Option<&str> {

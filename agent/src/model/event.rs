@@ -94,6 +94,12 @@ pub enum LossSource {
     Subscriber,
     /// The history asked for starts before the oldest event still held.
     History,
+    /// TCP connects the kernel could not follow: its SYN_SENT table was full.
+    ConnectsUntracked,
+    /// DNS queries the agent could not follow: its pending table was full.
+    DnsUntracked,
+    /// DNS messages the agent could not read.
+    DnsUnreadable,
 }
 
 /// Events or drops that were lost, as a message in the stream.
@@ -113,13 +119,4 @@ pub struct LossEvent {
     pub total_drops: u64,
     /// When it was noticed.
     pub time: SystemTime,
-}
-
-/// What flows to the sinks.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A dropped flow.
-    Drop(Arc<DropEvent>),
-    /// Lost drops or events.
-    Loss(LossEvent),
 }

@@ -3,7 +3,10 @@
 
 use std::{fmt, sync::Arc, time::SystemTime};
 
-use super::tuple::Tuple;
+use super::{
+    socket::{ConnectSeen, DnsSeen, SocketStats},
+    tuple::Tuple,
+};
 
 /// A value of the running kernel's `enum skb_drop_reason`, with its name
 /// from the kernel's BTF (without the `SKB_DROP_REASON_` prefix).
@@ -224,4 +227,10 @@ pub enum Record {
     Overflow(OverflowSample),
     /// Kernel statistics, sent when they change.
     Stats(KernelStats),
+    /// A connect the kernel decided.
+    Connect(ConnectSeen),
+    /// A DNS message seen on an interface.
+    Dns(DnsSeen),
+    /// Counters of the socket and tc hooks, sent when they change.
+    SocketStats(SocketStats),
 }

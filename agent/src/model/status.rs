@@ -2,7 +2,7 @@
 //! what the tracker holds. Sinks read these through `watch` channels that
 //! `pipeline` makes. No I/O here.
 
-use super::record::KernelStats;
+use super::{record::KernelStats, socket::SocketStats};
 
 /// What must be true before the agent reports itself ready.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,4 +27,12 @@ pub struct TrackStatus {
     pub kernel: KernelStats,
     /// Flows tracked now.
     pub active_flows: u64,
+    /// The socket and tc hooks' counters, cumulative since load.
+    pub sockets: SocketStats,
+    /// Connects closed by their owner before an answer, so far.
+    pub aborted_connects: u64,
+    /// DNS exchanges waiting for an answer now.
+    pub pending_dns: u64,
+    /// DNS queries the pending table could not follow (it was full), so far.
+    pub dns_untracked: u64,
 }

@@ -104,6 +104,7 @@ pub fn render(event: &v1::Event, format: Format, style: Style) -> String {
         Format::Compact => match &event.event {
             Some(v1::event::Event::Drop(drop)) => compact_drop(event, drop, style),
             Some(v1::event::Event::Loss(loss)) => compact_loss(event, loss, style),
+            Some(v1::event::Event::Incident(incident)) => compact_incident(event, incident, style),
             None => format!("{} {} (empty event)", time(event.time.as_ref()), event.node),
         },
         Format::Table => table_row(event),
@@ -267,6 +268,29 @@ fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String
     line
 }
 
+/// `INCIDENT` when decided, `UPDATED` when evidence arrived after.
+fn incident_word(incident: &v1::Incident) -> &'static str {
+    match v1::IncidentEventKind::try_from(incident.event_kind) {
+        Ok(v1::IncidentEventKind::Update) => "UPDATED",
+        _ => "INCIDENT",
+    }
+}
+
+fn compact_incident(event: &v1::Event, incident: &v1::Incident, style: Style) -> String {
+    let word = incident_word(incident);
+    let painted = match v1::FailurePlace::try_from(incident.place) {
+        Ok(v1::FailurePlace::NotFailed) => style.paint("33", word),
+        _ => style.paint("31", word),
+    };
+    format!(
+        "{} {} {} {}",
+        time(incident.last_seen.as_ref()),
+        event.node,
+        painted,
+        incident.summary
+    )
+}
+
 fn loss_words(source: i32) -> &'static str {
     match v1::LossSource::try_from(source) {
         Ok(v1::LossSource::KernelRingFull) => "drops not reported: kernel ring buffer full",
@@ -280,6 +304,13 @@ fn loss_words(source: i32) -> &'static str {
             "drops not reported: headers unreadable or not IPv4/IPv6"
         }
         Ok(v1::LossSource::Undecodable) => "drops not reported: kernel records not decodable",
+        Ok(v1::LossSource::ConnectsUntracked) => {
+            "TCP connects not followed: the kernel's SYN_SENT table was full"
+        }
+        Ok(v1::LossSource::DnsUntracked) => {
+            "DNS queries not followed: the table of pending queries was full"
+        }
+        Ok(v1::LossSource::DnsUnreadable) => "DNS messages that could not be read",
         _ => "lost",
     }
 }
@@ -354,6 +385,13 @@ fn table_row(event: &v1::Event) -> String {
             loss.lost_events,
             loss.lost_drops,
             loss_words(loss.source)
+        ),
+        Some(v1::event::Event::Incident(incident)) => format!(
+            "{} {} {} {}",
+            clip(&time(incident.last_seen.as_ref()), 25),
+            clip(&event.node, 15),
+            clip(incident_word(incident), 7),
+            incident.summary
         ),
         None => String::new(),
     }

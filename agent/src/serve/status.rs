@@ -1,7 +1,7 @@
 //! What `GetStatus` reports, gathered from where each fact lives: the hub
 //! (history, subscribers, losses), the tracker's status channel (kernel
-//! counters, flows), the kernel as loaded (hook, features, programs) and
-//! the metadata store.
+//! counters, flows, the socket hooks' counters behind incidents), the
+//! kernel as loaded (hook, features, programs) and the metadata store.
 
 use std::{
     sync::{Arc, OnceLock},
@@ -79,6 +79,7 @@ impl AgentState {
         let kernel = self.kernel.get().cloned().unwrap_or_default();
         let track = *self.track.borrow();
         let stats = track.kernel;
+        let sockets = track.sockets;
         let history = hub.history();
         let subscribers = hub.subscribers();
         // Every reader since start, closed ones included.
@@ -98,6 +99,18 @@ impl AgentState {
             ),
             loss(v1::LossSource::Undecodable, 0, stats.undecodable),
             loss(v1::LossSource::Subscriber, lost_events, lost_drops),
+            // As the stream counts them: connects and DNS messages, not drops.
+            loss(
+                v1::LossSource::ConnectsUntracked,
+                sockets.connects_untracked + sockets.connect_ring_full,
+                0,
+            ),
+            loss(
+                v1::LossSource::DnsUntracked,
+                sockets.dns_ring_full + track.dns_untracked,
+                0,
+            ),
+            loss(v1::LossSource::DnsUnreadable, sockets.dns_unreadable, 0),
         ];
         let now = SystemTime::now();
         let uptime = now.duration_since(self.started).unwrap_or_default();
@@ -147,6 +160,7 @@ impl AgentState {
                 })
                 .collect(),
             ready: self.ready.borrow().is_ready(),
+            incidents: Some(incident_status(&track)),
         }
     }
 
@@ -168,5 +182,68 @@ impl AgentState {
             synced: self.ready.borrow().metadata_synced,
             objects,
         }
+    }
+}
+
+/// The incident side's counters, from the tracker's latest status.
+fn incident_status(track: &TrackStatus) -> v1::IncidentStatus {
+    let sockets = &track.sockets;
+    v1::IncidentStatus {
+        connects_tracked: sockets.connects_tracked,
+        connects_untracked: sockets.connects_untracked,
+        connect_records: sockets.connect_records,
+        connect_ring_full: sockets.connect_ring_full,
+        syn_retransmits: sockets.syn_retransmits,
+        syns_left: sockets.syns_left,
+        synack_retransmits: sockets.synack_retransmits,
+        aborted_connects: track.aborted_connects,
+        dns_records: sockets.dns_records,
+        dns_ring_full: sockets.dns_ring_full,
+        dns_unreadable: sockets.dns_unreadable,
+        pending_dns: track.pending_dns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SocketStats;
+
+    #[test]
+    fn incident_status_copies_every_counter() {
+        let track = TrackStatus {
+            sockets: SocketStats {
+                connects_tracked: 1,
+                connects_untracked: 2,
+                connect_records: 3,
+                connect_ring_full: 4,
+                syn_retransmits: 5,
+                dns_records: 6,
+                dns_ring_full: 7,
+                syns_left: 8,
+                synack_retransmits: 9,
+                dns_unreadable: 10,
+            },
+            aborted_connects: 11,
+            pending_dns: 12,
+            ..TrackStatus::default()
+        };
+        assert_eq!(
+            incident_status(&track),
+            v1::IncidentStatus {
+                connects_tracked: 1,
+                connects_untracked: 2,
+                connect_records: 3,
+                connect_ring_full: 4,
+                syn_retransmits: 5,
+                syns_left: 8,
+                synack_retransmits: 9,
+                aborted_connects: 11,
+                dns_records: 6,
+                dns_ring_full: 7,
+                dns_unreadable: 10,
+                pending_dns: 12,
+            }
+        );
     }
 }

@@ -9,18 +9,32 @@
 //!
 //! Memory is bounded by the kernel's slot count plus its overflow buckets:
 //! a flow is held from its first record to its final sample.
+//!
+//! Incidents (connects the kernel decided, DNS exchanges) are joined by
+//! flow in [`incidents`], which also sees every drop event; a one-second
+//! tick decides DNS exchanges that went unanswered.
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+pub mod incidents;
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tokio::sync::{mpsc, watch};
 
+use self::incidents::{Decisions, IncidentConfig, Incidents};
 use crate::model::{
     DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Overflow,
-    OverflowSample, Record, TrackStatus, record::KernelStats,
+    OverflowSample, Record, SocketStats, TrackStatus, record::KernelStats,
 };
 
+/// How often pending DNS exchanges are checked against their timeout.
+const TICK: Duration = Duration::from_secs(1);
+
 /// The flow tracker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
     flows: HashMap<u32, Arc<DropEvent>>,
     next_flow_id: u64,
@@ -33,6 +47,18 @@ pub struct Tracker {
     /// Each bucket's cumulative counts when its last aggregate ended: the
     /// next one counts from there.
     overflow_base: HashMap<u32, Base>,
+    /// Connects, DNS exchanges and their joins with drops.
+    incidents: Incidents,
+    /// The socket hooks' counters as last reported.
+    socket_stats: SocketStats,
+    /// DNS queries the incident table could not follow, so far.
+    dns_untracked: u64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// An overflow bucket reported as a flow.
@@ -47,9 +73,24 @@ struct OverflowFlow {
 type Base = (u64, u64, u64);
 
 impl Tracker {
-    /// A tracker with no flows.
+    /// A tracker with no flows and default incident settings.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_incidents(IncidentConfig::default())
+    }
+
+    /// A tracker with no flows deciding incidents as `config` says.
+    pub fn with_incidents(config: IncidentConfig) -> Self {
+        Self {
+            flows: HashMap::new(),
+            next_flow_id: 0,
+            stats: KernelStats::default(),
+            orphaned: 0,
+            overflowing: HashMap::new(),
+            overflow_base: HashMap::new(),
+            incidents: Incidents::new(config),
+            socket_stats: SocketStats::default(),
+            dns_untracked: 0,
+        }
     }
 
     /// Number of flows held.
@@ -64,12 +105,101 @@ impl Tracker {
 
     /// The events one record produces.
     pub fn on_record(&mut self, record: Record) -> Vec<Event> {
-        match record {
+        let mut events = match record {
             Record::Drop(drop) => vec![self.on_drop(drop)],
             Record::Sample(sample) => self.on_sample(sample),
             Record::Overflow(sample) => self.on_overflow(sample),
             Record::Stats(stats) => self.on_stats(stats),
+            Record::Connect(seen) => {
+                let decisions = self.incidents.on_connect(seen, &mut self.next_flow_id);
+                return self.decided(decisions);
+            }
+            Record::Dns(seen) => {
+                let decisions = self.incidents.on_dns(&seen, &mut self.next_flow_id);
+                return self.decided(decisions);
+            }
+            Record::SocketStats(stats) => return self.on_socket_stats(stats),
+        };
+        let mut joined = Vec::new();
+        for event in &events {
+            if let Event::Drop(drop) = event {
+                let decisions = self.incidents.on_drop(drop, &mut self.next_flow_id);
+                joined.extend(self.decided(decisions));
+            }
         }
+        events.extend(joined);
+        events
+    }
+
+    /// Time passes: DNS exchanges past their timeout are decided.
+    pub fn on_tick(&mut self, now: SystemTime) -> Vec<Event> {
+        let decisions = self.incidents.on_tick(now, &mut self.next_flow_id);
+        self.decided(decisions)
+    }
+
+    /// Incidents as events, and the queries the DNS table could not follow
+    /// as a loss.
+    fn decided(&mut self, decisions: Decisions) -> Vec<Event> {
+        let mut events: Vec<Event> = decisions
+            .incidents
+            .into_iter()
+            .map(Event::Incident)
+            .collect();
+        if decisions.dns_untracked > 0 {
+            self.dns_untracked += decisions.dns_untracked;
+            events.push(Event::Loss(LossEvent {
+                source: LossSource::DnsUntracked,
+                lost: decisions.dns_untracked,
+                total: self.dns_untracked + self.socket_stats.dns_ring_full,
+                lost_drops: 0,
+                total_drops: 0,
+                time: SystemTime::now(),
+            }));
+        }
+        events
+    }
+
+    /// The socket hooks' counters: what they could not follow, as losses.
+    fn on_socket_stats(&mut self, stats: SocketStats) -> Vec<Event> {
+        let now = SystemTime::now();
+        let before = self.socket_stats;
+        let mut events = Vec::new();
+        let mut loss = |source, lost: u64, total: u64| {
+            if lost > 0 {
+                events.push(Event::Loss(LossEvent {
+                    source,
+                    lost,
+                    total,
+                    lost_drops: 0,
+                    total_drops: 0,
+                    time: now,
+                }));
+            }
+        };
+        loss(
+            LossSource::ConnectsUntracked,
+            (stats.connects_untracked + stats.connect_ring_full)
+                .saturating_sub(before.connects_untracked + before.connect_ring_full),
+            stats.connects_untracked + stats.connect_ring_full,
+        );
+        loss(
+            LossSource::DnsUntracked,
+            stats.dns_ring_full.saturating_sub(before.dns_ring_full),
+            stats.dns_ring_full + self.dns_untracked,
+        );
+        loss(
+            LossSource::DnsUnreadable,
+            stats.dns_unreadable.saturating_sub(before.dns_unreadable),
+            stats.dns_unreadable,
+        );
+        self.socket_stats = stats;
+        events
+    }
+
+    /// Connects closed by their owner before an answer (neither a success
+    /// nor a failure), so far.
+    pub fn aborted_connects(&self) -> u64 {
+        self.incidents.aborted_connects
     }
 
     fn on_drop(&mut self, drop: DropRecord) -> Event {
@@ -294,9 +424,18 @@ impl Tracker {
         output: mpsc::Sender<Event>,
         status: watch::Sender<TrackStatus>,
     ) -> KernelStats {
-        while let Some(record) = input.recv().await {
-            let is_stats = matches!(record, Record::Stats(_));
-            for event in self.on_record(record) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (events, is_stats) = tokio::select! {
+                record = input.recv() => {
+                    let Some(record) = record else { break };
+                    let is_stats = matches!(record, Record::Stats(_) | Record::SocketStats(_));
+                    (self.on_record(record), is_stats)
+                }
+                _ = tick.tick() => (self.on_tick(SystemTime::now()), false),
+            };
+            for event in events {
                 if output.send(event).await.is_err() {
                     return self.stats;
                 }
@@ -305,6 +444,10 @@ impl Tracker {
                 status.send_replace(TrackStatus {
                     kernel: self.stats,
                     active_flows: (self.flows.len() + self.overflowing.len()) as u64,
+                    sockets: self.socket_stats,
+                    aborted_connects: self.incidents.aborted_connects,
+                    pending_dns: self.incidents.held().0 as u64,
+                    dns_untracked: self.dns_untracked,
                 });
             }
         }

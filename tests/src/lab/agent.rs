@@ -2,12 +2,14 @@
 //! `cargo xtask test`), run as a child with JSON output (the proto3 JSON
 //! mapping of `dropscope.v1.Event`); its events are collected as they
 //! arrive and queried by the tests. Each agent serves its API on its own
-//! Unix socket and its metrics on a port of its own.
+//! Unix socket and its metrics on a port of its own. An agent runs in the
+//! root namespace ([`Agent::start`]) or inside a lab node's namespace
+//! ([`Agent::start_in`]), where its tc programs see the node's interfaces.
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
-    net::{IpAddr, SocketAddr},
+    io::{BufRead, BufReader, Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
@@ -20,12 +22,16 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::{Netns, process::spawn_entered};
+
 /// A running agent; killed on drop.
 pub struct Agent {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     log: Arc<Mutex<String>>,
     socket: PathBuf,
+    /// The namespace it runs in, when not the root one.
+    netns: Option<Netns>,
 }
 
 /// Agents started by this process, for unique socket names.
@@ -149,6 +155,19 @@ impl Agent {
     /// samples, 3 s idle timeout, unless `extra` sets them) plus `extra`
     /// arguments, and waits until it is attached.
     pub fn start(extra: &[&str]) -> Result<Self> {
+        Self::start_with(None, extra)
+    }
+
+    /// Like [`Agent::start`], with the agent inside `netns` (a lab node):
+    /// it joins the namespace between fork and exec, so its tc programs
+    /// attach to that node's interfaces (pod veths, uplinks) and its
+    /// metrics listen on that node's loopback ([`Agent::metrics_text`]
+    /// reads them). Its API socket is a file, reachable from anywhere.
+    pub fn start_in(netns: &Netns, extra: &[&str]) -> Result<Self> {
+        Self::start_with(Some(netns), extra)
+    }
+
+    fn start_with(netns: Option<&Netns>, extra: &[&str]) -> Result<Self> {
         let mut defaults: Vec<String> = Vec::new();
         for (flag, value) in [("--sample-interval", "200ms"), ("--idle-timeout", "3s")] {
             if !extra.contains(&flag) {
@@ -182,15 +201,20 @@ impl Agent {
                 defaults.extend([flag.to_owned(), value.to_owned()]);
             }
         }
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["--log-level", "info", "agent"])
             .args(&defaults)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {binary}"))?;
+            .stderr(Stdio::piped());
+        let mut child = match netns {
+            Some(netns) => spawn_entered(&mut command, netns, None)?,
+            None => command
+                .spawn()
+                .with_context(|| format!("starting {binary}"))?,
+        };
         let events = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().context("agent stdout")?;
@@ -211,6 +235,7 @@ impl Agent {
             events,
             log,
             socket,
+            netns: netns.cloned(),
         };
         let started = Instant::now();
         while !agent.log().contains("dropscope agent running") {
@@ -252,6 +277,25 @@ impl Agent {
         address
             .parse()
             .with_context(|| format!("metrics address {address:?}"))
+    }
+
+    /// The namespace the agent runs in (`None`: the root one).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
+    /// `GET /metrics` from the agent (from inside its namespace when it
+    /// runs in one): the exposition text. Fails on a status other than 200.
+    pub fn metrics_text(&self) -> Result<String> {
+        let address = self.metrics_address()?;
+        let (status, body) = match &self.netns {
+            Some(netns) => netns.enter(move || http_get(address, "/metrics"))??,
+            None => http_get(address, "/metrics")?,
+        };
+        if status != 200 {
+            bail!("GET /metrics from {address}: status {status}\n{body}");
+        }
+        Ok(body)
     }
 
     /// Every event so far, as printed.
@@ -356,6 +400,33 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A plain HTTP/1.0 `GET path` from `address`: the status and the body.
+fn http_get(address: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .with_context(|| format!("sending GET {path} to {address}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .with_context(|| format!("reading the answer to GET {path} from {address}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET {path} from {address}: no head: {response:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("GET {path} from {address}: no status: {head:?}"))?;
+    Ok((status, body.to_owned()))
 }
 
 impl Drop for Agent {

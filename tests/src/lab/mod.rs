@@ -1,14 +1,24 @@
 //! A node with pods: one "node" network namespace holding a bridge (the
 //! pods' gateway, with IPv4 and IPv6 addresses) and the node's nftables
 //! rules; one namespace per pod, on a veth into the bridge. Service VIPs are
-//! routed to the node and DNATed there, like kube-proxy does.
+//! routed to the node and DNATed there, like kube-proxy does. Other nodes
+//! hang off the node's uplinks; processes run in a pod (or the node) inside
+//! kubelet-shaped cgroups.
+//!
+//! A lab's IPv4 /24 `10.<a>.<b>.0/24`:
+//! - `.0/25`: the pod network on `br0`: the node `.1`, pods from `.10`;
+//! - `.128/26`: Service VIPs ([`Lab::vip`]), routed to the node;
+//! - `.192/26`: remote nodes ([`Lab::add_remote_node`]), 8 addresses each.
 
 mod agent;
+mod cgroup;
 pub mod client;
 mod cluster;
 mod cpu_limit;
 mod netns;
 mod nft;
+mod process;
+mod remote;
 mod traffic;
 
 use std::{
@@ -19,10 +29,13 @@ use std::{
 use anyhow::{Context, Result};
 
 pub use agent::{Agent, DropView, json_u64};
+pub use cgroup::{Cgroup, PodCgroup, v2_root as cgroup_v2_root};
 pub use cluster::{Cluster, Snapshot};
 pub use cpu_limit::CpuLimit;
 pub use netns::Netns;
 pub use nft::Nft;
+pub use process::{LabClient, LabProcess, spawn_entered};
+pub use remote::RemoteNode;
 pub use traffic::{TcpOutcome, connect_tcp, send_udp};
 
 /// True when the kernel has a BPF program with this id
@@ -80,14 +93,19 @@ pub struct Lab {
     /// The node's namespace (bridge, routes, nftables).
     pub node: Netns,
     /// The lab's /24 is `10.<a>.<b>.0`: pods and the node in the lower
-    /// /25 (on-link), Service VIPs in the upper one (routed to the node).
+    /// /25 (on-link), Service VIPs in `.128/26` (routed to the node),
+    /// remote nodes in `.192/26` (see the module docs).
     net: (u8, u8),
     /// Unique number of this lab.
     id: u32,
     pods: Vec<Pod>,
+    /// Remote nodes made so far.
+    remotes: u8,
     /// Every namespace made so far, deleted on drop even if setting it up
     /// failed half-way.
     made: Vec<Netns>,
+    /// The lab's cgroups (`ds<id>.slice`), removed on drop.
+    cgroups: cgroup::LabCgroups,
 }
 
 /// Labs one test process may make: the lab id is `pid % PROCESS_SLOTS`
@@ -113,7 +131,9 @@ impl Lab {
             net,
             id,
             pods: Vec::new(),
+            remotes: 0,
             made: vec![node],
+            cgroups: cgroup::LabCgroups::new(id),
         };
         let gateway = lab.gateway_v4();
         let gateway6 = lab.gateway_v6();
@@ -134,6 +154,10 @@ impl Lab {
         ])?;
         lab.node.ip(&["link", "set", "br0", "up"])?;
         lab.node.ip(&["link", "set", "lo", "up"])?;
+        // Like the pods: a connect from the node itself (the kubelet's)
+        // that is dropped gives up after 1 + 2 + 4 s.
+        lab.node
+            .run(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=2"])?;
         Ok(lab)
     }
 
@@ -152,13 +176,15 @@ impl Lab {
         Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, 1)
     }
 
-    /// A Service VIP of this lab (`host` < 128; routed to the node, not
-    /// assigned).
+    /// A Service VIP of this lab: `10.<a>.<b>.(128 + host % 64)` (routed
+    /// to the node, not assigned). Use `host` < 64: larger ones wrap around
+    /// (the top /26 belongs to the remote nodes).
     pub fn vip(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, self.net.0, self.net.1, 128 | (host & 0x7f))
+        Ipv4Addr::new(10, self.net.0, self.net.1, 128 | (host & 0x3f))
     }
 
-    /// True when `ip` belongs to this lab (pods, node, VIPs).
+    /// True when `ip` belongs to this lab (pods, node, VIPs, remote nodes
+    /// and their pods).
     pub fn owns(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(ip) => {
@@ -172,11 +198,24 @@ impl Lab {
         }
     }
 
+    /// Makes namespace `ds<id>-<name>`, refusing a name this lab already
+    /// used (creating it again would delete the first).
+    fn make_netns(&mut self, name: &str) -> Result<Netns> {
+        let full = format!("ds{}-{name}", self.id);
+        anyhow::ensure!(
+            !self.made.iter().any(|made| made.name() == full),
+            "this lab already has a namespace named {name}"
+        );
+        let netns = Netns::create(&full)?;
+        self.made.push(netns.clone());
+        Ok(netns)
+    }
+
     /// Adds a pod `name` with the next addresses.
     pub fn add_pod(&mut self, name: &str) -> Result<Pod> {
         let index = self.pods.len() as u8 + 10;
-        let netns = Netns::create(&format!("ds{}-{name}", self.id))?;
-        self.made.push(netns.clone());
+        anyhow::ensure!(index < 128, "the pod network of a lab is full");
+        let netns = self.make_netns(name)?;
         let ipv4 = Ipv4Addr::new(10, self.net.0, self.net.1, index);
         let ipv6 = Ipv6Addr::new(0xfd00, 0xd5, self.id as u16, 0, 0, 0, 0, index as u16);
         let host_end = format!("veth{index}");
@@ -254,6 +293,42 @@ impl Lab {
             .position(|known| known.ipv4 == pod.ipv4)
             .context("pod is not in this lab")?;
         Ok(format!("veth{}", index + 10))
+    }
+
+    /// Adds a node `name` beyond this one, on a new uplink `up<n>` of the
+    /// lab node (see [`RemoteNode`] for its addresses and routes).
+    pub fn add_remote_node(&mut self, name: &str) -> Result<RemoteNode> {
+        anyhow::ensure!(
+            self.remotes < remote::MAX_REMOTE_NODES,
+            "a lab may have at most {} remote nodes",
+            remote::MAX_REMOTE_NODES
+        );
+        let index = self.remotes;
+        let netns = self.make_netns(name)?;
+        self.remotes += 1;
+        RemoteNode::setup(&self.node, netns, self.net, index)
+    }
+
+    /// The cgroup of `pod`'s container, kubelet-shaped:
+    /// `<v2 root>/ds<id>.slice/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`,
+    /// with a pod UID and container id derived from the lab id and pod
+    /// name (the same on every call). Removed when the lab drops.
+    pub fn pod_cgroup(&self, pod: &Pod) -> Result<PodCgroup> {
+        let prefix = format!("ds{}-", self.id);
+        let name = pod
+            .netns
+            .name()
+            .strip_prefix(&prefix)
+            .filter(|_| self.pods.iter().any(|known| known.ipv4 == pod.ipv4))
+            .with_context(|| format!("pod {} is not in this lab", pod.netns.name()))?;
+        self.cgroups.pod(name)
+    }
+
+    /// The kubelet's cgroup, `<v2 root>/ds<id>.slice/kubelet.service`
+    /// (for processes in the node's own namespace). Removed when the lab
+    /// drops.
+    pub fn kubelet_cgroup(&self) -> Result<Cgroup> {
+        self.cgroups.make(std::path::Path::new("kubelet.service"))
     }
 }
 

@@ -2,7 +2,9 @@
 //! a closure inside one (a thread that joins it with setns).
 
 use std::{
+    fs::File,
     os::fd::AsRawFd,
+    path::PathBuf,
     process::{Command, Stdio},
 };
 
@@ -31,6 +33,18 @@ impl Netns {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its bind mount, `/run/netns/<name>`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// Opens its bind mount: an fd to `setns(…, CLONE_NEWNET)` with
+    /// (closed on exec).
+    pub fn open(&self) -> Result<File> {
+        let path = self.path();
+        File::open(&path).with_context(|| format!("opening {}", path.display()))
     }
 
     /// Runs `ip ARGS` inside it.
@@ -75,8 +89,7 @@ impl Netns {
     /// Runs `work` on a thread that has joined this namespace: sockets it
     /// opens live there.
     pub fn enter<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        let file = self.open()?;
         let handle = std::thread::spawn(move || {
             // SAFETY: setns on a namespace fd we own, for this thread only.
             let joined = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };

@@ -1,8 +1,10 @@
 //! One compiled `EventFilter`: every field's values parsed once, matched as
 //! the proto says (fields ANDed, values of a field ORed, an empty field
-//! matching everything).
+//! matching everything), on drop events and incidents alike.
 
-use dropscope_proto::v1::{DropEventKind, EventFilter, EventKind, Protocol, Verdict};
+use dropscope_proto::v1::{
+    DropEventKind, EventFilter, EventKind, FailurePlace, IncidentKind, Protocol, Verdict,
+};
 use ipnet::IpNet;
 
 use super::{
@@ -10,7 +12,7 @@ use super::{
     error::Problem,
     event::EventView,
     selector::LabelSelector,
-    value::{self, NamespacedName, PodPrefix, WorkloadRef},
+    value::{self, DnsSuffix, NamespacedName, PodPrefix, WorkloadRef, tcp_flags_of},
 };
 
 /// An `EventFilter` with every value compiled.
@@ -56,6 +58,12 @@ pub(super) struct Filter {
     event_kinds: Vec<i32>,
     /// `drop_kind`
     drop_kinds: Vec<i32>,
+    /// `incident_kind`
+    incident_kinds: Vec<i32>,
+    /// `place`
+    places: Vec<i32>,
+    /// `dns_name`
+    dns_names: Vec<DnsSuffix>,
 }
 
 /// Compiles every value of one repeated field, naming `path[index]` on
@@ -159,6 +167,13 @@ impl Filter {
             drop_kinds: each(path, "drop_kind", &filter.drop_kind, |v| {
                 value::enum_value::<DropEventKind>(*v, "DropEventKind")
             })?,
+            incident_kinds: each(path, "incident_kind", &filter.incident_kind, |v| {
+                value::enum_value::<IncidentKind>(*v, "IncidentKind")
+            })?,
+            places: each(path, "place", &filter.place, |v| {
+                value::enum_value::<FailurePlace>(*v, "FailurePlace")
+            })?,
+            dns_names: each(path, "dns_name", &filter.dns_name, text(DnsSuffix::parse))?,
         })
     }
 
@@ -171,30 +186,41 @@ impl Filter {
     /// True when every field matches `event`.
     pub(super) fn matches(&self, event: &EventView<'_>) -> bool {
         let drop = event.drop;
+        let incident = event.incident;
         let explanation = event.explanation;
         any(&self.event_kinds, |kind| *kind == event.kind)
             && any(&self.nodes, |node| **node == *event.node)
             && any(&self.drop_kinds, |kind| {
                 drop.is_some_and(|d| d.kind == *kind)
             })
+            && any(&self.incident_kinds, |kind| {
+                incident.is_some_and(|i| i.kind == *kind)
+            })
+            && any(&self.places, |place| {
+                incident.is_some_and(|i| i.place == *place)
+            })
+            && any(&self.dns_names, |suffix| {
+                incident
+                    .and_then(|i| i.dns.as_ref())
+                    .is_some_and(|dns| suffix.matches(&dns.name))
+            })
             && any(&self.protocols, |protocol| {
-                drop.and_then(|d| d.packet.as_ref())
-                    .is_some_and(|packet| packet.protocol == *protocol)
+                event.packets().any(|packet| packet.protocol == *protocol)
             })
             && any(&self.reasons, |name| {
-                drop.and_then(|d| d.reason.as_ref())
-                    .is_some_and(|reason| reason.name.eq_ignore_ascii_case(name))
+                event.drops().any(|d| {
+                    d.reason
+                        .as_ref()
+                        .is_some_and(|reason| reason.name.eq_ignore_ascii_case(name))
+                })
             })
             && any(&self.tcp_flags, |flags| {
-                drop.is_some() && event.tcp_flags_seen & flags == *flags
+                event
+                    .drops()
+                    .any(|d| tcp_flags_of(&d.tcp_flags_seen) & flags == *flags)
             })
             && any(&self.ports, |port| {
-                event.tuples().any(|tuple| {
-                    [&tuple.source, &tuple.destination]
-                        .into_iter()
-                        .flatten()
-                        .any(|end| end.port == *port)
-                })
+                event.endpoints().any(|end| end.port == *port)
             })
             && any(&self.ips, |net| {
                 event
@@ -218,12 +244,10 @@ impl Filter {
                 event.pods().any(|pod| prefix.matches(pod))
             })
             && any(&self.source_pods, |prefix| {
-                event.source_pod().is_some_and(|pod| prefix.matches(pod))
+                event.source_pods().any(|pod| prefix.matches(pod))
             })
             && any(&self.destination_pods, |prefix| {
-                event
-                    .destination_pod()
-                    .is_some_and(|pod| prefix.matches(pod))
+                event.destination_pods().any(|pod| prefix.matches(pod))
             })
             && any(&self.labels, |selector| {
                 event.pods().any(|pod| selector.matches(&pod.labels))

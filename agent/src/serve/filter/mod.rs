@@ -8,10 +8,15 @@
 //! allow list is empty or one of its filters matches, and no deny filter
 //! matches. Inside a filter every non-empty field must match and the values
 //! of one field are ORed. A `LossEvent` always passes, whatever the filters.
-//! Field meanings are those documented in `observer.proto`; fields about
-//! pods, namespaces, labels, workloads, Services, policies, verdicts and
-//! hints read `DropEvent.explanation`, so an event without one does not
-//! match a filter that sets any of them.
+//! Field meanings are those documented in `observer.proto`, and every field
+//! applies to drop events and incidents alike: fields about pods,
+//! namespaces, labels, workloads and Services read the identities of both
+//! ends (a drop's explanation, an incident's own identities and its
+//! explanation's), policies, verdicts and hints read the explanation, so an
+//! event without identities or explanation does not match a filter that
+//! sets any of them; drop reasons and TCP flags match an incident through
+//! its joined drops. Fields only one kind of event carries (`drop_kind`;
+//! `incident_kind`, `place`, `dns_name`) do not match the other kind.
 
 mod error;
 mod event;

@@ -1,6 +1,6 @@
 //! One compiled filter value per field form: pod prefixes, namespaced
-//! names, workloads, CIDRs, TCP flag sets, drop reason names and proto enum
-//! values. Receives the value as sent, emits its compiled form or the
+//! names, workloads, CIDRs, TCP flag sets, drop reason names, DNS name
+//! suffixes and proto enum values. Receives the value as sent, emits its compiled form or the
 //! [`Problem`] with it; the compiled forms answer matches without parsing
 //! or allocating.
 
@@ -215,6 +215,50 @@ pub(super) fn reason(value: &str, known: &dyn Fn(&str) -> bool) -> Result<Box<st
     }
 }
 
+/// A DNS name suffix of whole labels, lowercased, without a leading or
+/// trailing dot: `svc.cluster.local` matches `api.shop.svc.cluster.local`
+/// and `svc.cluster.local`, not `mysvc.cluster.local`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DnsSuffix {
+    /// The labels, joined by dots.
+    suffix: Box<str>,
+}
+
+impl DnsSuffix {
+    /// Parses a name suffix; one leading and one trailing dot are ignored.
+    pub(super) fn parse(value: &str) -> Result<Self, Problem> {
+        let value = non_empty(value)?;
+        let name = value.strip_prefix('.').unwrap_or(value);
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let valid = !name.is_empty()
+            && name.split('.').all(|label| !label.is_empty())
+            && !name
+                .chars()
+                .any(|c| c.is_whitespace() || c == '*' || c == '/');
+        if valid {
+            Ok(Self {
+                suffix: name.to_ascii_lowercase().into(),
+            })
+        } else {
+            Err(Problem::Form {
+                expected: "a DNS name suffix of whole labels, without wildcards \
+                           (svc.cluster.local)",
+            })
+        }
+    }
+
+    /// True when `name` (a trailing dot ignored) is the suffix or ends with
+    /// a dot and the suffix, compared case-insensitively.
+    pub(super) fn matches(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
+        let suffix = self.suffix.as_bytes();
+        let Some(start) = name.len().checked_sub(suffix.len()) else {
+            return false;
+        };
+        name[start..].eq_ignore_ascii_case(suffix) && (start == 0 || name[start - 1] == b'.')
+    }
+}
+
 /// A proto enum value of a filter: a defined value other than the unset
 /// `…_UNKNOWN = 0`. On error, also the text to show for the value.
 pub(super) fn enum_value<E>(value: i32, enum_name: &'static str) -> Result<i32, (String, Problem)>
@@ -258,4 +302,6 @@ proto_enum!(
     dropscope_proto::v1::Protocol,
     dropscope_proto::v1::EventKind,
     dropscope_proto::v1::DropEventKind,
+    dropscope_proto::v1::IncidentKind,
+    dropscope_proto::v1::FailurePlace,
 );

@@ -1,7 +1,9 @@
 //! Filters that do not compile: each error names the field path, the value
 //! and why.
 
-use dropscope_proto::v1::{DropEventKind, EventFilter as F, EventKind, Protocol, Verdict};
+use dropscope_proto::v1::{
+    DropEventKind, EventFilter as F, EventKind, FailurePlace, IncidentKind, Protocol, Verdict,
+};
 
 use super::{filter, known_reasons, s};
 use crate::serve::filter::{Filters, Problem};
@@ -184,6 +186,106 @@ fn rows() -> Vec<Row> {
             |p| matches!(p, Problem::Form { .. }),
         ),
         (
+            "INCIDENT_KIND_UNKNOWN",
+            vec![filter(|f| {
+                f.incident_kind = vec![
+                    IncidentKind::ConnectTimeout as i32,
+                    IncidentKind::Unknown as i32,
+                ]
+            })],
+            vec![],
+            "allow[0].incident_kind[1]",
+            "INCIDENT_KIND_UNKNOWN",
+            |p| {
+                matches!(
+                    p,
+                    Problem::UnsetEnum {
+                        enum_name: "IncidentKind"
+                    }
+                )
+            },
+        ),
+        (
+            "a number that is no IncidentKind",
+            vec![],
+            vec![filter(|f| f.incident_kind = vec![99])],
+            "deny[0].incident_kind[0]",
+            "99",
+            |p| {
+                matches!(
+                    p,
+                    Problem::NotEnum {
+                        enum_name: "IncidentKind"
+                    }
+                )
+            },
+        ),
+        (
+            "FAILURE_PLACE_UNKNOWN",
+            vec![
+                F::default(),
+                filter(|f| f.place = vec![FailurePlace::Unknown as i32]),
+            ],
+            vec![],
+            "allow[1].place[0]",
+            "FAILURE_PLACE_UNKNOWN",
+            |p| {
+                matches!(
+                    p,
+                    Problem::UnsetEnum {
+                        enum_name: "FailurePlace"
+                    }
+                )
+            },
+        ),
+        (
+            "a number that is no FailurePlace",
+            vec![filter(|f| f.place = vec![-1])],
+            vec![],
+            "allow[0].place[0]",
+            "-1",
+            |p| {
+                matches!(
+                    p,
+                    Problem::NotEnum {
+                        enum_name: "FailurePlace"
+                    }
+                )
+            },
+        ),
+        (
+            "empty dns_name",
+            vec![filter(|f| f.dns_name = s(&["svc.cluster.local", ""]))],
+            vec![],
+            "allow[0].dns_name[1]",
+            "",
+            |p| matches!(p, Problem::Empty),
+        ),
+        (
+            "dns_name of dots only",
+            vec![],
+            vec![filter(|f| f.dns_name = s(&["."]))],
+            "deny[0].dns_name[0]",
+            ".",
+            |p| matches!(p, Problem::Form { .. }),
+        ),
+        (
+            "dns_name with an empty label",
+            vec![filter(|f| f.dns_name = s(&["svc..local"]))],
+            vec![],
+            "allow[0].dns_name[0]",
+            "svc..local",
+            |p| matches!(p, Problem::Form { .. }),
+        ),
+        (
+            "dns_name with a wildcard",
+            vec![filter(|f| f.dns_name = s(&["*.svc.cluster.local"]))],
+            vec![],
+            "allow[0].dns_name[0]",
+            "*.svc.cluster.local",
+            |p| matches!(p, Problem::Form { .. }),
+        ),
+        (
             "empty namespace value",
             vec![filter(|f| f.namespace = s(&[""]))],
             vec![],
@@ -227,6 +329,16 @@ fn compile_error_messages() {
             filter(|f| f.reason = s(&["bogus"])),
             "allow[1].reason[0]: \"bogus\" is not a drop reason of the running kernel (a name \
              without the SKB_DROP_REASON_ prefix, or UNKNOWN_<code>)",
+        ),
+        (
+            filter(|f| f.dns_name = s(&["svc..local"])),
+            "allow[1].dns_name[0]: \"svc..local\" is not a DNS name suffix of whole labels, \
+             without wildcards (svc.cluster.local)",
+        ),
+        (
+            filter(|f| f.place = vec![0]),
+            "allow[1].place[0]: \"FAILURE_PLACE_UNKNOWN\" is the unset value of \
+             dropscope.v1.FailurePlace, which no event carries",
         ),
         (
             filter(|f| f.verdict = vec![0]),

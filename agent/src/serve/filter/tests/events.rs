@@ -1,19 +1,22 @@
 //! Proto events for the filter tests: a plain drop, the same explained
-//! (pod to pod, denied on ingress), and DNATed from a Service VIP; a loss.
+//! (pod to pod, denied on ingress), and DNATed from a Service VIP; a loss;
+//! incidents: a connect timeout joined with that DNATed drop, one with no
+//! evidence but its flow, and an unanswered DNS query.
 
 use std::collections::BTreeMap;
 
 use dropscope_proto::v1::{
-    ClosestMiss, Conntrack, DirectionReport, DropEvent, DropEventKind, DropReason, Endpoint, Event,
-    EventKind, Explanation, FlowEnd, Hint, Identity, LossEvent, LossSource, PodIdentity,
-    PolicyDirection, PolicyRef, Protocol, ServiceIdentity, Tuple, Verdict, Workload,
+    ClosestMiss, ConnectOutcome, Conntrack, DirectionReport, DnsExchange, DropEvent, DropEventKind,
+    DropReason, Endpoint, Event, EventKind, Explanation, FailurePlace, FlowEnd, Hint, Identity,
+    Incident, IncidentEventKind, IncidentKind, LossEvent, LossSource, PodIdentity, PolicyDirection,
+    PolicyRef, Process, Protocol, ServiceIdentity, TcpAttempt, Tuple, Verdict, Workload,
     event::Event as Payload, identity::Identity as IdentityKind,
 };
 
 use super::s;
 
 /// An endpoint.
-fn endpoint(ip: &str, port: u32) -> Option<Endpoint> {
+pub(super) fn endpoint(ip: &str, port: u32) -> Option<Endpoint> {
     Some(Endpoint {
         ip: ip.into(),
         port,
@@ -31,7 +34,12 @@ pub(super) fn tcp(source: &str, sport: u32, destination: &str, dport: u32) -> Tu
 }
 
 /// A pod identity.
-fn pod(namespace: &str, name: &str, labels: &[(&str, &str)], workload: (&str, &str)) -> Identity {
+pub(super) fn pod(
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    workload: (&str, &str),
+) -> Identity {
     Identity {
         identity: Some(IdentityKind::Pod(PodIdentity {
             namespace: namespace.into(),
@@ -197,6 +205,137 @@ pub(super) fn with_drop(mut event: Event, change: impl FnOnce(&mut DropEvent)) -
 pub(super) fn with_explanation(event: Event, change: impl FnOnce(&mut Explanation)) -> Event {
     with_drop(event, |drop| {
         if let Some(explanation) = drop.explanation.as_mut() {
+            change(explanation);
+        }
+    })
+}
+
+/// shop/frontend-7d9f-abc (Deployment frontend, app=frontend,tier=web), as
+/// its cgroup names it.
+fn frontend() -> Identity {
+    pod(
+        "shop",
+        "frontend-7d9f-abc",
+        &[("app", "frontend"), ("tier", "web")],
+        ("Deployment", "frontend"),
+    )
+}
+
+/// A connect from shop/frontend-7d9f-abc (10.0.1.5:41000) to the Service
+/// VIP shop/api-svc 10.96.0.10:80 that timed out, on node-a: the kernel
+/// dropped its SYN after DNAT to shop/api-5c6d-xyz 10.0.2.7:8080
+/// (NETFILTER_DROP, the drop of `dnat()`), so it died on this node; the
+/// explanation (denied on ingress) is the drop's.
+pub(super) fn incident() -> Event {
+    let Some(Payload::Drop(mut drop)) = dnat().event else {
+        unreachable!("dnat() is a drop")
+    };
+    let explanation = drop.explanation.take();
+    Event {
+        event: Some(Payload::Incident(Incident {
+            incident_id: 7,
+            event_kind: IncidentEventKind::New as i32,
+            kind: IncidentKind::ConnectTimeout as i32,
+            place: FailurePlace::ThisNode as i32,
+            flow: Some(tcp("10.0.1.5", 41000, "10.96.0.10", 80)),
+            asked: endpoint("10.96.0.10", 80),
+            netns: 4026531840,
+            process: Some(Process {
+                pid: 4242,
+                comm: "curl".into(),
+                cgroup_id: 9,
+                ..Default::default()
+            }),
+            tcp: Some(TcpAttempt {
+                outcome: ConnectOutcome::TimedOut as i32,
+                syn_retransmits: 6,
+                socket_error: 110,
+                socket_error_name: "ETIMEDOUT".into(),
+                ..Default::default()
+            }),
+            drops: vec![drop],
+            source: Some(frontend()),
+            destination: Some(service("shop", "api-svc")),
+            explanation,
+            summary: "connect timed out".into(),
+            ..Default::default()
+        })),
+        kind: EventKind::Incident as i32,
+        node: "node-a".into(),
+        ..Default::default()
+    }
+}
+
+/// A connect 10.0.1.5:41000 → 10.0.9.9:443 that timed out after leaving
+/// the node, with nothing else known: no identities (no metadata), no
+/// joined drop, no explanation.
+pub(super) fn bare_incident() -> Event {
+    Event {
+        event: Some(Payload::Incident(Incident {
+            incident_id: 8,
+            event_kind: IncidentEventKind::New as i32,
+            kind: IncidentKind::ConnectTimeout as i32,
+            place: FailurePlace::BeyondNode as i32,
+            flow: Some(tcp("10.0.1.5", 41000, "10.0.9.9", 443)),
+            summary: "connect timed out beyond this node".into(),
+            ..Default::default()
+        })),
+        kind: EventKind::Incident as i32,
+        node: "node-a".into(),
+        ..Default::default()
+    }
+}
+
+/// An unanswered DNS query for `api.shop.svc.cluster.local` (A) from
+/// shop/frontend-7d9f-abc 10.0.1.5:5353 to the Service VIP
+/// kube-system/kube-dns 10.96.0.53:53 over UDP; nowhere seen dying, no drop.
+pub(super) fn dns_incident() -> Event {
+    let flow = Tuple {
+        protocol: Protocol::Udp as i32,
+        protocol_number: 17,
+        ..tcp("10.0.1.5", 5353, "10.96.0.53", 53)
+    };
+    Event {
+        event: Some(Payload::Incident(Incident {
+            incident_id: 9,
+            event_kind: IncidentEventKind::New as i32,
+            kind: IncidentKind::DnsUnanswered as i32,
+            place: FailurePlace::Unseen as i32,
+            flow: Some(flow),
+            dns: Some(DnsExchange {
+                name: "api.shop.svc.cluster.local".into(),
+                qtype: 1,
+                qtype_name: "A".into(),
+                server: endpoint("10.96.0.53", 53),
+                attempts: 3,
+                ..Default::default()
+            }),
+            source: Some(frontend()),
+            destination: Some(service("kube-system", "kube-dns")),
+            summary: "DNS query unanswered".into(),
+            ..Default::default()
+        })),
+        kind: EventKind::Incident as i32,
+        node: "node-a".into(),
+        ..Default::default()
+    }
+}
+
+/// `event` with its incident changed by `change`.
+pub(super) fn with_incident(mut event: Event, change: impl FnOnce(&mut Incident)) -> Event {
+    if let Some(Payload::Incident(incident)) = event.event.as_mut() {
+        change(incident);
+    }
+    event
+}
+
+/// `event` with the explanation of its incident changed by `change`.
+pub(super) fn with_incident_explanation(
+    event: Event,
+    change: impl FnOnce(&mut Explanation),
+) -> Event {
+    with_incident(event, |incident| {
+        if let Some(explanation) = incident.explanation.as_mut() {
             change(explanation);
         }
     })

@@ -1,10 +1,14 @@
 //! Tests of the Observe filters, one table per topic, each row naming the
 //! rule it checks: how filters combine (`lists`), packet fields (`packet`),
-//! explanation fields (`metadata`), compile errors (`compile`) and label
-//! selector strings (`selector`). Event builders are in `events`.
+//! explanation fields (`metadata`), those fields on incidents
+//! (`incidents`), the incident-only fields and lists mixing event kinds
+//! (`incident_only`), compile errors (`compile`) and label selector
+//! strings (`selector`). Event builders are in `events`.
 
 mod compile;
 mod events;
+mod incident_only;
+mod incidents;
 mod lists;
 mod metadata;
 mod packet;

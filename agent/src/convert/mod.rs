@@ -4,9 +4,13 @@
 //! terminal) reads the same message, so terminal, files and API cannot
 //! drift apart. `model` itself knows nothing of the proto.
 
+mod incident;
+
 use std::time::SystemTime;
 
 use dropscope_proto::v1;
+
+pub use incident::incident;
 
 use crate::model::{
     ClosestMiss, Conntrack, Direction, DirectionReport, DropEvent, Endpoint, Event, EventKind,
@@ -25,6 +29,10 @@ pub fn event(event: &Event, node: &str, published: SystemTime) -> v1::Event {
         Event::Loss(loss) => (
             v1::event::Event::Loss(loss_event(loss)),
             v1::EventKind::Loss,
+        ),
+        Event::Incident(incident) => (
+            v1::event::Event::Incident(self::incident(incident)),
+            v1::EventKind::Incident,
         ),
     };
     v1::Event {
@@ -100,6 +108,9 @@ pub fn loss_source(source: LossSource) -> v1::LossSource {
         LossSource::Pipeline => v1::LossSource::Pipeline,
         LossSource::Subscriber => v1::LossSource::Subscriber,
         LossSource::History => v1::LossSource::History,
+        LossSource::ConnectsUntracked => v1::LossSource::ConnectsUntracked,
+        LossSource::DnsUntracked => v1::LossSource::DnsUntracked,
+        LossSource::DnsUnreadable => v1::LossSource::DnsUnreadable,
     }
 }
 
@@ -180,7 +191,7 @@ pub fn time_of(timestamp: &pbjson_types::Timestamp) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(seconds, nanos))
 }
 
-fn tuple(tuple: &Tuple) -> v1::Tuple {
+pub(crate) fn tuple(tuple: &Tuple) -> v1::Tuple {
     let number = match tuple.protocol {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
@@ -197,7 +208,7 @@ fn tuple(tuple: &Tuple) -> v1::Tuple {
     }
 }
 
-fn endpoint(endpoint: &Endpoint) -> v1::Endpoint {
+pub(crate) fn endpoint(endpoint: &Endpoint) -> v1::Endpoint {
     v1::Endpoint {
         ip: endpoint.ip.to_string(),
         port: u32::from(endpoint.port),
