@@ -25,8 +25,8 @@ mod read;
 mod skb;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, cgroup_sock_addr, tracepoint},
-    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
+    macros::{btf_tracepoint, cgroup_sock_addr, fentry, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, SockAddrContext, TracePointContext},
 };
 
 /// `tp_btf/kfree_skb(struct sk_buff *skb, void *location,
@@ -96,6 +96,15 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if hooks::tcp::on_state(&ctx).is_err() {
         emit::count_socket(dropscope_abi::SocketStat::ConnectsUntracked);
     }
+    0
+}
+
+/// `fentry/tcp_connect(struct sock *sk)`: a pending connect's port, as its
+/// first SYN is built.
+#[fentry(function = "tcp_connect")]
+pub fn tcp_connect(ctx: FEntryContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    let _ = hooks::tcp::on_connect(sk);
     0
 }
 

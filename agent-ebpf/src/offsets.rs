@@ -57,6 +57,8 @@ static SOCKET_OFFSETS: SocketOffsets = SocketOffsets {
     state_daddr_v6: 56,
     retransmit_skaddr: 16,
     retransmit_state: 24,
+    retransmit_sport: 28,
+    sk_num: OFFSET_MISSING,
     sk_err: OFFSET_MISSING,
     sk_net: OFFSET_MISSING,
     net_ns_inum: OFFSET_MISSING,

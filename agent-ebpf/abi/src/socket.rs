@@ -212,6 +212,10 @@ pub struct SocketOffsets {
     pub retransmit_skaddr: u32,
     /// `state`.
     pub retransmit_state: u32,
+    /// `sport` (host order).
+    pub retransmit_sport: u32,
+    /// `sock_common.skc_num`: the socket's local port, host order (BTF).
+    pub sk_num: u32,
     /// `struct sock.sk_err` (from BTF).
     pub sk_err: u32,
     /// `sock_common.skc_net` (from BTF).
@@ -244,4 +248,4 @@ const _: () = assert!(core::mem::size_of::<SourceKey>() == 20);
 const _: () = assert!(core::mem::size_of::<PendingConnect>() == 8 + 8 + 40 + 20 + 16 + 28);
 const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 8 + 8 + 8 + 120);
 const _: () = assert!(core::mem::size_of::<DnsRecord>() == 8 + 8 + 8 + 8 + 40 + DNS_CAPTURE);
-const _: () = assert!(core::mem::size_of::<SocketOffsets>() == 16 * 4);
+const _: () = assert!(core::mem::size_of::<SocketOffsets>() == 18 * 4);

@@ -2,7 +2,10 @@
 //! from SYN_SENT to their end.
 //!
 //! Only sockets in SYN_SENT are held (`CONNECTS`, bounded; a full table
-//! refuses and counts). A connect that succeeds on its first SYN costs two
+//! refuses and counts). The kernel enters SYN_SENT before it picks the
+//! socket's port: the port is learnt in `tcp_connect` (fentry, where the
+//! kernel allows it), else at the first SYN retransmit, and in any case when
+//! the socket leaves SYN_SENT. A connect that succeeds on its first SYN costs two
 //! map operations and sends nothing; one that needed retransmits, or that
 //! ended in CLOSE (timeout, RST, ICMP unreachable, or its owner closing it),
 //! sends one [`ConnectRecord`] with the socket error.
@@ -51,7 +54,8 @@ pub fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
     }
     if oldstate == TCP_SYN_SENT {
         let sk: u64 = field(ctx, off.state_skaddr)?;
-        return finish(sk, newstate);
+        let sport: u16 = field(ctx, off.state_sport)?;
+        return finish(sk, newstate, sport);
     }
     Ok(())
 }
@@ -70,8 +74,46 @@ pub fn on_retransmit(ctx: &TracePointContext) -> Result<(), i32> {
         // it, and the socket's lock serialises those.
         unsafe { (*pending).retransmits += 1 };
         emit::count_socket(SocketStat::SynRetransmits);
+        // Without the tcp_connect hook the port is learnt here.
+        let sport: u16 = field(ctx, off.retransmit_sport)?;
+        learn_port(sk, pending, sport);
     }
     Ok(())
+}
+
+/// `tcp_connect(sk)`: the first SYN is about to leave and the socket's
+/// port is chosen (SYN_SENT was entered before the port was).
+#[inline(always)]
+pub fn on_connect(sk: u64) -> Result<(), i32> {
+    let Some(pending) = CONNECTS.get_ptr_mut(&sk) else {
+        return Ok(());
+    };
+    let off = offsets::socket();
+    if !offsets::present(off.sk_num) {
+        return Ok(());
+    }
+    let port: u16 = read::at(sk, off.sk_num)?;
+    learn_port(sk, pending, port);
+    Ok(())
+}
+
+/// Records a pending socket's port once known, and makes it findable by
+/// the tc programs.
+#[inline(always)]
+fn learn_port(sk: u64, pending: *mut PendingConnect, port: u16) {
+    if port == 0 {
+        return;
+    }
+    // SAFETY: a value of this map, written only on this socket's path.
+    let known = unsafe { (*pending).tuple.src_port };
+    if known == port {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { (*pending).tuple.src_port = port };
+    // SAFETY: as above; copied out to build the key.
+    let source = source_key(unsafe { &*pending });
+    let _ = SYN_SOURCES.insert(&source, &sk, 0);
 }
 
 /// The socket entered SYN_SENT (inside `connect()`, on the caller's task).
@@ -120,21 +162,30 @@ fn start(ctx: &TracePointContext) -> Result<(), i32> {
         emit::count_socket(SocketStat::ConnectsUntracked);
         return Ok(());
     }
-    let source = source_key(&pending);
-    let _ = SYN_SOURCES.insert(&source, &sk, 0);
+    // A port bound before connect() is known already; otherwise it is
+    // learnt in tcp_connect (or at the first retransmit).
+    if pending.tuple.src_port != 0 {
+        let _ = SYN_SOURCES.insert(&source_key(&pending), &sk, 0);
+    }
     emit::count_socket(SocketStat::ConnectsTracked);
     Ok(())
 }
 
-/// The socket left SYN_SENT.
+/// The socket left SYN_SENT; `sport` is its port as the tracepoint saw it
+/// (chosen by now).
 #[inline(always)]
-fn finish(sk: u64, newstate: i32) -> Result<(), i32> {
+fn finish(sk: u64, newstate: i32, sport: u16) -> Result<(), i32> {
     // SAFETY: a value of this map, copied out at once.
-    let Some(pending) = (unsafe { CONNECTS.get(&sk) }).copied() else {
+    let Some(mut pending) = (unsafe { CONNECTS.get(&sk) }).copied() else {
         return Ok(());
     };
     let _ = CONNECTS.remove(&sk);
-    let _ = SYN_SOURCES.remove(&source_key(&pending));
+    if pending.tuple.src_port != 0 {
+        let _ = SYN_SOURCES.remove(&source_key(&pending));
+    }
+    if sport != 0 {
+        pending.tuple.src_port = sport;
+    }
     let outcome = if newstate == TCP_ESTABLISHED {
         if pending.retransmits == 0 {
             return Ok(());

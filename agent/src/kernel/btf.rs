@@ -168,6 +168,9 @@ impl KernelBtf {
     ) -> SocketOffsets {
         SocketOffsets {
             sk_err: self.offset("sock.sk_err").unwrap_or(OFFSET_MISSING),
+            sk_num: self
+                .offset("sock.__sk_common.skc_num")
+                .unwrap_or(OFFSET_MISSING),
             sk_net: kernel.sk_net,
             net_ns_inum: kernel.net_ns_inum,
             ..tracepoints

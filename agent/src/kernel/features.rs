@@ -160,6 +160,8 @@ pub fn socket_formats(tracefs: &Path) -> Result<SocketOffsets, Error> {
         state_daddr_v6: state_field("daddr_v6")?,
         retransmit_skaddr: field(&retransmit_path, &retransmit, "skaddr")?,
         retransmit_state: field(&retransmit_path, &retransmit, "state")?,
+        retransmit_sport: field(&retransmit_path, &retransmit, "sport")?,
+        sk_num: OFFSET_MISSING,
         sk_err: OFFSET_MISSING,
         sk_net: OFFSET_MISSING,
         net_ns_inum: OFFSET_MISSING,

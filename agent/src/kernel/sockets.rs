@@ -18,7 +18,7 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, TracePoint,
+        CgroupAttachMode, CgroupSockAddr, FEntry, SchedClassifier, TcAttachType, TracePoint,
         tc::SchedClassifierLinkId,
     },
 };
@@ -56,6 +56,7 @@ const CONNECT6: &str = "connect6";
 const STATE: &str = "inet_sock_set_state";
 const RETRANSMIT: &str = "tcp_retransmit_skb";
 const SYNACK: &str = "tcp_retransmit_synack";
+const TCP_CONNECT: &str = "tcp_connect";
 const TC_INGRESS: &str = "tc_ingress";
 const TC_EGRESS: &str = "tc_egress";
 
@@ -100,6 +101,17 @@ pub fn attach(ebpf: &mut Ebpf, config: &SocketConfig) -> Result<Vec<&'static str
             .map_err(|source| program_error("attach", name, source))?;
         attached.push(name);
     }
+    if config.connects {
+        // Where the kernel allows fentry, a connect's port is known as its
+        // first SYN leaves; otherwise from its first retransmit.
+        match attach_fentry(ebpf, TCP_CONNECT) {
+            Ok(()) => attached.push(TCP_CONNECT),
+            Err(error) => tracing::warn!(
+                %error,
+                "fentry/tcp_connect unavailable: a connect's first SYN is not matched to it on the wire (its retransmits are)"
+            ),
+        }
+    }
     if config.tc {
         for name in [TC_INGRESS, TC_EGRESS] {
             let program: &mut SchedClassifier = program(ebpf, name)?;
@@ -111,6 +123,21 @@ pub fn attach(ebpf: &mut Ebpf, config: &SocketConfig) -> Result<Vec<&'static str
     }
     tracing::info!(programs = ?attached, cgroup_root = ?config.cgroup_root, "attached socket hooks");
     Ok(attached)
+}
+
+fn attach_fentry(ebpf: &mut Ebpf, name: &'static str) -> Result<(), Error> {
+    let btf = aya::Btf::from_sys_fs().map_err(|error| Error::BtfRead {
+        path: super::btf::VMLINUX_BTF.into(),
+        message: error.to_string(),
+    })?;
+    let program: &mut FEntry = program(ebpf, name)?;
+    program
+        .load(name, &btf)
+        .map_err(|source| program_error("load", name, source))?;
+    program
+        .attach()
+        .map_err(|source| program_error("attach", name, source))?;
+    Ok(())
 }
 
 /// Takes the socket hooks' maps.
