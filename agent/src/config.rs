@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub record_queue: usize,
     /// Stop after this long (None: until SIGINT/SIGTERM).
     pub duration: Option<Duration>,
+    /// The whole stop (detach, drain, last events out) must finish within
+    /// this; then the agent exits anyway.
+    pub shutdown_timeout: Duration,
     /// Turn on the kernel's BPF run-time statistics and log the hook's
     /// per-invocation cost.
     pub bpf_stats: bool,

@@ -202,7 +202,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     let (event_tx, event_rx) = mpsc::channel(config.record_queue);
     let (explained_tx, explained_rx) = mpsc::channel(config.record_queue);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let printer = config.output.map(|format| {
+    let mut printer = config.output.map(|format| {
         tokio::spawn(
             print::events::run(hub.cursor(Start::Live, "stdout"), format)
                 .instrument(tracing::info_span!("print")),
@@ -263,11 +263,31 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         );
     }
 
+    let mut signals = Signals::install()?;
     let early_end = tokio::select! {
-        stop = wait_for_stop(config.duration) => { stop?; None }
+        () = signals.first(config.duration) => None,
         ended = &mut capture => Some(ended),
+        () = stdout_closed(&mut printer) => {
+            tracing::info!("stdout closed: stopping the agent");
+            None
+        }
     };
-    tracing::info!("stopping");
+    tracing::info!(deadline = ?config.shutdown_timeout, "stopping");
+    // One deadline for the whole stop, shorter than the pod's grace period;
+    // a second signal ends it at once. The kernel detaches every program
+    // when the process exits, whichever way it does.
+    tokio::spawn(async move {
+        tokio::select! {
+            () = signals.second() => {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            () = tokio::time::sleep(config.shutdown_timeout) => {
+                tracing::error!(deadline = ?config.shutdown_timeout, "the agent did not stop in time; exiting");
+                std::process::exit(1);
+            }
+        }
+    });
     ready_tx.send_modify(|ready| ready.attached = false);
     // Detach first: from here on the kernel adds nothing, so the final
     // counts capture reads are exact.
@@ -493,11 +513,30 @@ async fn start_endpoints(
     Ok(Endpoints { tasks })
 }
 
-async fn finish_printing(printer: JoinHandle<()>, hub: &Hub) -> Result<(), Error> {
+/// Completes when the terminal output ended because stdout closed (and
+/// takes the printer, which is done); pending otherwise.
+async fn stdout_closed(printer: &mut Option<JoinHandle<print::events::Ended>>) {
+    let Some(handle) = printer.as_mut() else {
+        return std::future::pending().await;
+    };
+    let ended = handle.await;
+    *printer = None;
+    match ended {
+        Ok(print::events::Ended::StdoutClosed) => {}
+        // The hub closes only at shutdown; a failed printer is reported
+        // there. Neither stops the agent.
+        _ => std::future::pending().await,
+    }
+}
+
+async fn finish_printing(
+    printer: JoinHandle<print::events::Ended>,
+    hub: &Hub,
+) -> Result<(), Error> {
     // A terminal that stopped reading must not keep the agent from exiting;
     // what it did not get is said, counted.
     match tokio::time::timeout(PRINT_DRAIN, printer).await {
-        Ok(printed) => printed.map_err(|source| Error::Task {
+        Ok(printed) => printed.map(|_| ()).map_err(|source| Error::Task {
             step: "print",
             source,
         }),
@@ -594,22 +633,44 @@ async fn metadata(config: &MetadataConfig) -> Result<Option<Arc<RwLock<Store>>>,
     }
 }
 
-async fn wait_for_stop(duration: Option<Duration>) -> Result<(), Error> {
-    let handler = |kind, signal| {
-        tokio::signal::unix::signal(kind).map_err(|source| Error::Signal { signal, source })
-    };
-    let mut terminate = handler(SignalKind::terminate(), "SIGTERM")?;
-    let mut interrupt = handler(SignalKind::interrupt(), "SIGINT")?;
-    let limit = async {
-        match duration {
-            Some(duration) => tokio::time::sleep(duration).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-        () = limit => {}
+/// SIGTERM and SIGINT, installed once: the first asks for a stop, the
+/// second for an exit now.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, Error> {
+        let handler = |kind, signal| {
+            tokio::signal::unix::signal(kind).map_err(|source| Error::Signal { signal, source })
+        };
+        Ok(Self {
+            terminate: handler(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: handler(SignalKind::interrupt(), "SIGINT")?,
+        })
     }
-    Ok(())
+
+    /// The first signal, or the end of `duration`.
+    async fn first(&mut self, duration: Option<Duration>) {
+        let limit = async {
+            match duration {
+                Some(duration) => tokio::time::sleep(duration).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+            () = limit => {}
+        }
+    }
+
+    /// The next signal.
+    async fn second(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }

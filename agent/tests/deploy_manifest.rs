@@ -128,3 +128,27 @@ fn the_agent_runs_with_capabilities_not_privileged() {
         assert!(added.contains(&needed), "missing {needed}: {added:?}");
     }
 }
+
+#[test]
+fn the_agent_stops_within_the_pods_grace_period() {
+    let daemonset = documents()
+        .into_iter()
+        .find(|document| document["kind"].as_str() == Some("DaemonSet"))
+        .expect("a DaemonSet");
+    let grace = daemonset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds is set");
+    let container = daemonset_container();
+    let timeout = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .find(|variable| variable["name"].as_str() == Some("DROPSCOPE_SHUTDOWN_TIMEOUT"))
+        .and_then(|variable| variable["value"].as_str())
+        .expect("DROPSCOPE_SHUTDOWN_TIMEOUT is set");
+    let timeout = humantime::parse_duration(timeout).expect("a duration");
+    assert!(
+        timeout.as_secs() + 5 <= grace,
+        "the shutdown deadline ({timeout:?}) leaves the kubelet's {grace} s grace period no margin"
+    );
+}

@@ -106,12 +106,31 @@ impl Capture {
 
     /// Runs until `output` closes or `shutdown` fires. The pipeline fires
     /// `shutdown` after detaching the programs; [`Capture::finish`] then
-    /// reports every count exactly.
+    /// reports every count exactly. When reading fails, the final counts
+    /// held so far are still sent before the error is returned.
     pub async fn run(
         mut self,
         output: mpsc::Sender<Record>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        match self.read_until_shutdown(&output, shutdown).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                tracing::error!(%error, "capture failed; sending the final counts it holds");
+                if let Err(final_error) = self.finish(&output).await {
+                    tracing::error!(error = %final_error, "the final counts could not be read either");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_until_shutdown(
+        &mut self,
+        output: &mpsc::Sender<Record>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), Error> {
+        let output = output.clone();
         let mut tick = tokio::time::interval(self.config.sample_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

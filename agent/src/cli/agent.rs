@@ -93,6 +93,12 @@ pub struct Args {
     /// Stop after this long instead of waiting for a signal.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// The whole stop after SIGTERM/SIGINT (detach, drain, last events
+    /// out) must finish within this, then the agent exits anyway; keep it
+    /// below the pod's terminationGracePeriodSeconds. A second signal exits
+    /// at once.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, env = "DROPSCOPE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Duration,
     /// Enable the kernel's BPF run-time statistics and log the hook's
     /// average cost per invocation.
     #[arg(long, env = "DROPSCOPE_BPF_STATS")]
@@ -193,6 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(host_name),
         record_queue: 8192,
         duration: args.duration,
+        shutdown_timeout: args.shutdown_timeout,
         bpf_stats: args.bpf_stats,
     }
     .validate()?;

@@ -53,11 +53,21 @@ pub const TABLE_HEADER: &str = "TIME                      NODE            KIND  
 /// Lines queued for the writer thread.
 const WRITE_QUEUE: usize = 64;
 
+/// Why the terminal output ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The hub closed: every event was written.
+    HubClosed,
+    /// stdout was closed (the reader went away): the agent stops, as a
+    /// command whose output pipe closed does.
+    StdoutClosed,
+}
+
 /// Writes every item of `cursor` to stdout until the hub closes or stdout
-/// does (a closed pipe ends this sink, not the agent). The writes happen on
-/// a thread of their own: a terminal that stops reading blocks that thread,
-/// never a runtime worker, and cannot keep the process from exiting.
-pub async fn run(mut cursor: Cursor, format: Format) {
+/// does. The writes happen on a thread of their own: a terminal that stops
+/// reading blocks that thread, never a runtime worker, and cannot keep the
+/// process from exiting.
+pub async fn run(mut cursor: Cursor, format: Format) -> Ended {
     let style = Style::for_terminal(&std::io::stdout());
     let node = cursor.node().to_owned();
     let (lines, mut queued) = tokio::sync::mpsc::channel::<String>(WRITE_QUEUE);
@@ -69,7 +79,7 @@ pub async fn run(mut cursor: Cursor, format: Format) {
             while let Some(line) = queued.blocking_recv() {
                 let mut out = stdout.lock();
                 if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-                    tracing::info!("stdout closed; stopping the terminal output");
+                    tracing::info!("stdout closed");
                     break;
                 }
             }
@@ -77,10 +87,10 @@ pub async fn run(mut cursor: Cursor, format: Format) {
         });
     if let Err(error) = writer {
         tracing::error!(%error, "cannot start the stdout writer; no terminal output");
-        return;
+        return Ended::StdoutClosed;
     }
     if format == Format::Table && lines.send(TABLE_HEADER.to_owned()).await.is_err() {
-        return;
+        return Ended::StdoutClosed;
     }
     while let Some(item) = cursor.next().await {
         let message = match item {
@@ -88,12 +98,13 @@ pub async fn run(mut cursor: Cursor, format: Format) {
             Item::Lost(loss, until) => std::sync::Arc::new(loss_message(&loss, until, &node)),
         };
         if lines.send(render(&message, format, style)).await.is_err() {
-            return;
+            return Ended::StdoutClosed;
         }
         cursor.delivered();
     }
     drop(lines);
     let _ = written.await;
+    Ended::HubClosed
 }
 
 /// One event as one line.
