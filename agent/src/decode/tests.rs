@@ -236,3 +236,56 @@ fn an_undecodable_record_still_names_the_slot_it_claims() {
     assert_eq!(claimed_slot(&bytes), Some((5, raw.key)));
     assert_eq!(claimed_slot(&bytes[..10]), None);
 }
+
+/// A small deterministic generator (xorshift), so the mutation tests below
+/// are reproducible without a property-testing crate.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `bytes` with a few bytes overwritten at random places.
+    fn mutate(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut mutated = bytes.to_vec();
+        let flips = 1 + self.next() % 8;
+        for _ in 0..flips {
+            let at = (self.next() % mutated.len() as u64) as usize;
+            mutated[at] = self.next() as u8;
+        }
+        mutated
+    }
+}
+
+#[test]
+fn mutated_and_cut_records_decode_or_fail_never_panic() {
+    let drop = bytes_of(&dnat_record());
+    let mut generator = Mutator(0x9e37_79b9_7f4a_7c15);
+    for length in 0..=drop.len() {
+        let _ = decoder().drop_record(&drop[..length]);
+        let _ = claimed_slot(&drop[..length]);
+    }
+    let mut decoded = 0;
+    for _ in 0..20_000 {
+        let mutated = generator.mutate(&drop);
+        if decoder().drop_record(&mutated).is_ok() {
+            decoded += 1;
+        }
+        let mut socket =
+            super::socket::SocketDecoder::new(Clock::with_boot(std::time::SystemTime::UNIX_EPOCH));
+        // Any bytes may arrive as a socket-ring record, whatever their kind.
+        let _ = socket.record(&mutated);
+        let mut relabelled = mutated.clone();
+        relabelled[0] = if generator.next() % 2 == 0 {
+            abi::KIND_CONNECT
+        } else {
+            abi::KIND_DNS
+        };
+        let _ = socket.record(&relabelled);
+    }
+    assert!(decoded > 0, "most mutations leave a decodable record");
+}

@@ -188,3 +188,50 @@ fn selector_error_positions() {
         })
     );
 }
+
+#[test]
+fn mutated_selectors_parse_or_fail_never_panic() {
+    // Deterministic xorshift: reproducible without a property-testing crate.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet: Vec<char> = "az09=!(),. -_/in notin"
+        .chars()
+        .chain(['é', '\0', '\u{2028}'])
+        .collect();
+    let seeds = [
+        "app=web",
+        "env in (dev,prod),tier!=db",
+        "!canary,example.com/team notin (a,b)",
+        "app==web,env",
+    ];
+    let mut parsed = 0;
+    for round in 0..20_000 {
+        let seed = seeds[round % seeds.len()];
+        let mut text: Vec<char> = seed.chars().collect();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % (text.len() as u64 + 1)) as usize;
+            let with = alphabet[(next() % alphabet.len() as u64) as usize];
+            match next() % 3 {
+                0 if at < text.len() => text[at] = with,
+                1 if at < text.len() => {
+                    text.remove(at);
+                }
+                _ => text.insert(at, with),
+            }
+        }
+        let input: String = text.into_iter().collect();
+        match input.parse::<LabelSelector>() {
+            Ok(selector) => {
+                parsed += 1;
+                let _ = selector.matches(&labels(WEB));
+            }
+            Err(error) => assert!(!error.to_string().is_empty()),
+        }
+    }
+    assert!(parsed > 0, "some mutations still parse");
+}
