@@ -296,26 +296,6 @@ fn a_client_in_the_kubelet_cgroup_runs_in_the_node_namespace() -> Result<()> {
     Ok(())
 }
 
-/// Sockets of `netns` in SYN-SENT to `to`, as `ss` lists them.
-fn syn_sent(netns: &dropscope_e2e::lab::Netns, to: SocketAddr) -> Result<Vec<String>> {
-    let listing = netns.run_with_input(
-        &[
-            "ss",
-            "-Htn",
-            "state",
-            "syn-sent",
-            "dst",
-            &to.ip().to_string(),
-        ],
-        "",
-    )?;
-    Ok(listing
-        .lines()
-        .filter(|line| line.contains(&to.to_string()))
-        .map(str::to_owned)
-        .collect())
-}
-
 #[test]
 fn held_connects_stay_pending_until_the_client_is_killed() -> Result<()> {
     let mut lab = Lab::new()?;
@@ -330,7 +310,7 @@ fn held_connects_stay_pending_until_the_client_is_killed() -> Result<()> {
     let held = hold.first_line(QUICK)?;
     let local = text(&held, "local");
     ensure!(local_ip(&held)? == IpAddr::V4(pod.ipv4), "{held}");
-    let pending = syn_sent(&pod.netns, to)?;
+    let pending = pod.netns.syn_sent(to)?;
     ensure!(
         pending.len() == 1 && pending[0].contains(&local),
         "one SYN-SENT socket from {local}: {pending:?}"
@@ -338,7 +318,7 @@ fn held_connects_stay_pending_until_the_client_is_killed() -> Result<()> {
     ensure!(hold.running()?, "hold keeps running");
     hold.kill()?;
     ensure!(!hold.running()?);
-    let pending = syn_sent(&pod.netns, to)?;
+    let pending = pod.netns.syn_sent(to)?;
     ensure!(
         pending.is_empty(),
         "killing the client closes its connect: {pending:?}"
@@ -356,13 +336,13 @@ fn held_connects_stay_pending_until_the_client_is_killed() -> Result<()> {
         Some(200),
         "{started}"
     );
-    let pending = syn_sent(&pod.netns, to)?;
+    let pending = pod.netns.syn_sent(to)?;
     assert_eq!(pending.len(), 200, "every connect is pending at once");
     eventually("the remote node dropping every SYN", || {
         Ok(far.dropped(7000)? >= 201)
     })?;
     many.kill()?;
-    ensure!(syn_sent(&pod.netns, to)?.is_empty());
+    ensure!(pod.netns.syn_sent(to)?.is_empty());
     Ok(())
 }
 

@@ -149,29 +149,27 @@ fn wait_incidents(
         })
 }
 
+/// Waits until the one incident `keep` selects has a state for which
+/// `ready` holds, failing when `keep` selects more than one incident.
+fn only_incident(
+    agent: &Agent,
+    what: &str,
+    keep: impl Fn(&Value) -> bool,
+    ready: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let states = wait_incidents(agent, what, keep, |states| states.iter().any(&ready))?;
+    ensure!(
+        states.len() == 1,
+        "one incident for one flow:\n{}",
+        show(&states)
+    );
+    Ok(states.into_iter().next().unwrap_or_default())
+}
+
 /// Waits for the first incident of `keep` and returns the latest state of
 /// every incident `keep` selects.
 fn wait_any(agent: &Agent, what: &str, keep: impl Fn(&Value) -> bool) -> Result<Vec<Value>> {
     wait_incidents(agent, what, keep, |states| !states.is_empty())
-}
-
-/// Sockets of `netns` in SYN-SENT to `to`, as `ss` lists them.
-fn syn_sent(netns: &Netns, to: SocketAddr) -> Result<usize> {
-    let listing = netns.run_with_input(
-        &[
-            "ss",
-            "-Htn",
-            "state",
-            "syn-sent",
-            "dst",
-            &to.ip().to_string(),
-        ],
-        "",
-    )?;
-    Ok(listing
-        .lines()
-        .filter(|line| line.contains(&to.to_string()))
-        .count())
 }
 
 /// Polls `check` until it holds, failing after `limit`.
@@ -337,22 +335,13 @@ fn connect_dropped_by_a_local_rule_joins_the_drop() -> Result<()> {
     let dropped = lab.nft().counter("deny_server")?;
     ensure!(dropped >= 2, "the SYN was retransmitted: {dropped} dropped");
 
-    let states = wait_incidents(
+    let incident = only_incident(
         &agent,
         "the connect's incident with its drop",
         between(local.ip(), to),
-        |states| {
-            states
-                .iter()
-                .any(|incident| incident["place"] == "FAILURE_PLACE_THIS_NODE")
-        },
+        |incident| incident["place"] == "FAILURE_PLACE_THIS_NODE",
     )?;
-    ensure!(
-        states.len() == 1,
-        "one incident for one connect:\n{}",
-        show(&states)
-    );
-    let incident = &states[0];
+    let incident = &incident;
     assert_eq!(
         incident["kind"], "INCIDENT_KIND_CONNECT_TIMEOUT",
         "{incident}"
@@ -523,22 +512,13 @@ fn dns_to_a_dnat_vip_dropped_after_translation() -> Result<()> {
     let dropped = lab.nft().counter("deny_dns")?;
     assert_eq!(dropped, 2, "nft dropped both tries");
 
-    let states = wait_incidents(
+    let incident = only_incident(
         &agent,
         "the unanswered question with its drop",
         between(local.ip(), service),
-        |states| {
-            states
-                .iter()
-                .any(|incident| incident["place"] == "FAILURE_PLACE_THIS_NODE")
-        },
+        |incident| incident["place"] == "FAILURE_PLACE_THIS_NODE",
     )?;
-    ensure!(
-        states.len() == 1,
-        "one incident for one question:\n{}",
-        show(&states)
-    );
-    let incident = &states[0];
+    let incident = &incident;
     assert_eq!(
         incident["kind"], "INCIDENT_KIND_DNS_UNANSWERED",
         "{incident}"
@@ -703,22 +683,13 @@ fn kubelet_probe_from_the_node_is_attributed_to_the_kubelet() -> Result<()> {
     let dropped = lab.nft().counter("deny_probe")?;
     ensure!(dropped >= 1, "nft dropped the probe's SYNs: {dropped}");
 
-    let states = wait_incidents(
+    let incident = only_incident(
         &agent,
         "the probe's incident with its drop",
         between(local.ip(), to),
-        |states| {
-            states
-                .iter()
-                .any(|incident| incident["place"] == "FAILURE_PLACE_THIS_NODE")
-        },
+        |incident| incident["place"] == "FAILURE_PLACE_THIS_NODE",
     )?;
-    ensure!(
-        states.len() == 1,
-        "one incident for one probe:\n{}",
-        show(&states)
-    );
-    let incident = &states[0];
+    let incident = &incident;
     assert_eq!(
         incident["kind"], "INCIDENT_KIND_CONNECT_TIMEOUT",
         "{incident}"
@@ -761,7 +732,7 @@ fn killed_mid_connect_is_neither_success_nor_timeout() -> Result<()> {
     })?;
     hold.kill()?;
     ensure!(
-        syn_sent(&pod.netns, to)? == 0,
+        pod.netns.syn_sent(to)?.is_empty(),
         "killing the client closed its connect"
     );
     // A marker connect to another silent port, started after the kill,
@@ -824,7 +795,7 @@ fn more_pending_connects_than_slots_are_counted() -> Result<()> {
     // timeout. Then a refused marker: once its incident is out, the agent
     // has read past every timeout.
     eventually(CONNECT, "every connect to give up", || {
-        Ok(syn_sent(&pod.netns, to)? == 0)
+        Ok(pod.netns.syn_sent(to)?.is_empty())
     })?;
     let closed = SocketAddr::new(far.pod_ip().into(), 7101);
     let marker = client().run_in(

@@ -61,6 +61,27 @@ impl Netns {
         )
     }
 
+    /// The sockets of this namespace in SYN-SENT to `to`, as `ss` lists
+    /// them (one line each).
+    pub fn syn_sent(&self, to: std::net::SocketAddr) -> Result<Vec<String>> {
+        let listing = self.run_with_input(
+            &[
+                "ss",
+                "-Htn",
+                "state",
+                "syn-sent",
+                "dst",
+                &to.ip().to_string(),
+            ],
+            "",
+        )?;
+        Ok(listing
+            .lines()
+            .filter(|line| line.contains(&to.to_string()))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Runs a command inside it with `input` on stdin; returns stdout.
     pub fn run_with_input(&self, args: &[&str], input: &str) -> Result<String> {
         use std::io::Write as _;
