@@ -280,7 +280,7 @@ fn mutated_and_cut_records_decode_or_fail_never_panic() {
         // Any bytes may arrive as a socket-ring record, whatever their kind.
         let _ = socket.record(&mutated);
         let mut relabelled = mutated.clone();
-        relabelled[0] = if generator.next() % 2 == 0 {
+        relabelled[0] = if generator.next().is_multiple_of(2) {
             abi::KIND_CONNECT
         } else {
             abi::KIND_DNS

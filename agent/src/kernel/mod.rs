@@ -10,6 +10,7 @@
 pub mod btf;
 pub mod counters;
 pub mod features;
+mod map_handles;
 pub mod programs;
 pub mod reasons;
 pub mod sockets;

@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, Queue, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, Queue, RingBuf},
     programs::{BtfTracePoint, ProgramFd, TracePoint},
 };
 use dropscope_abi::{FlowKey, ReasonFilter, Stat, globals, maps};
@@ -16,7 +16,11 @@ use dropscope_abi::{FlowKey, ReasonFilter, Stat, globals, maps};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::KernelConfig;
-use super::{CounterArray, DropReasonNames, Error, KernelBtf, features, sockets};
+use super::{
+    CounterArray, DropReasonNames, Error, KernelBtf, features,
+    map_handles::{map_error, take, take_data},
+    sockets,
+};
 
 /// The kernel object, built by `agent/build.rs` for bpfel.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dropscope"));
@@ -367,40 +371,6 @@ fn missing_program(program: &'static str) -> Error {
         action: "find",
         program,
         source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
-    }
-}
-
-pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
-where
-    T: TryFrom<Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.take_map(name).ok_or_else(|| {
-        map_error(
-            name,
-            aya::maps::MapError::InvalidName {
-                name: name.to_owned(),
-            },
-        )
-    })?;
-    T::try_from(map).map_err(|source| map_error(name, source))
-}
-
-fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, Error> {
-    match ebpf.take_map(name) {
-        Some(Map::Array(data)) => Ok(data),
-        _ => Err(map_error(
-            name,
-            aya::maps::MapError::InvalidName {
-                name: name.to_owned(),
-            },
-        )),
-    }
-}
-
-fn map_error(map: &'static str, source: aya::maps::MapError) -> Error {
-    Error::Map {
-        map,
-        source: Box::new(source),
     }
 }
 

@@ -25,7 +25,7 @@ use aya::{
 use dropscope_abi::maps;
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{Error, programs::take};
+use super::{Error, map_handles::take};
 
 /// Which socket and wire hooks to attach.
 #[derive(Clone, Debug, PartialEq, Eq)]

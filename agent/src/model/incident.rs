@@ -15,6 +15,7 @@ use std::{
 use super::{
     event::{DropEvent, EventKind},
     identity::Identity,
+    socket::{ConnectOutcome, Interface, Process},
     tuple::{Endpoint, Tuple},
     verdict::Explanation,
 };
@@ -100,38 +101,6 @@ impl fmt::Display for FailurePlace {
     }
 }
 
-/// The process and cgroup that made the flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Process {
-    /// Thread-group id (the process id) that called `connect`/`sendmsg`.
-    pub pid: u32,
-    /// Its command name (`comm`, at most 15 bytes).
-    pub comm: String,
-    /// cgroup v2 id (the cgroup directory's inode number).
-    pub cgroup_id: u64,
-    /// The cgroup's path below the cgroup v2 root, when resolved.
-    pub cgroup_path: Option<String>,
-    /// Who the cgroup belongs to, when its path tells.
-    pub owner: Option<CgroupOwner>,
-}
-
-/// Who a cgroup belongs to, read from the kubelet's cgroup layout.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CgroupOwner {
-    /// A container of a pod (systemd or cgroupfs driver).
-    Pod {
-        /// The pod's `metadata.uid`.
-        uid: String,
-        /// The container id, when the path names one.
-        container_id: Option<String>,
-        /// The container runtime the path names (`containerd`, `cri-o`,
-        /// `docker`), when it does.
-        runtime: Option<String>,
-    },
-    /// The kubelet itself (its probes come from the node's address).
-    Kubelet,
-}
-
 /// A TCP connect attempt, from the socket's side.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpAttempt {
@@ -159,28 +128,6 @@ impl TcpAttempt {
             .duration_since(self.started)
             .unwrap_or(Duration::ZERO)
     }
-}
-
-/// How a connect ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectOutcome {
-    /// The handshake completed.
-    Established,
-    /// The kernel gave up: no answer (or only soft ICMP errors).
-    TimedOut,
-    /// An RST came back.
-    Refused,
-    /// An ICMP unreachable came back (host, network, port, admin).
-    Unreachable,
-}
-
-/// A network interface of this node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Interface {
-    /// Its index.
-    pub ifindex: u32,
-    /// Its name, when still known.
-    pub name: Option<String>,
 }
 
 /// A DNS exchange: every attempt of one question from one client.

@@ -9,13 +9,12 @@ pub mod socket;
 pub mod tuple;
 
 pub use event::{DropEvent, EventKind, LossEvent, LossSource, Overflow};
-pub use incident::{
-    CgroupOwner, ConnectOutcome, DnsExchange, FailurePlace, Incident, IncidentKind, Interface,
-    Process, TcpAttempt,
-};
+pub use incident::{DnsExchange, FailurePlace, Incident, IncidentKind, TcpAttempt};
 pub use record::{Conntrack, KernelLocation, KernelStats};
 pub use record::{DropReason, DropRecord, FlowSample, OverflowSample, Record, TcpFlags};
-pub use socket::{ConnectSeen, DnsSeen, SocketStats};
+pub use socket::{
+    CgroupOwner, ConnectOutcome, ConnectSeen, DnsSeen, Interface, Process, SocketStats,
+};
 pub use stream::Event;
 pub use tuple::{Endpoint, Protocol, Tuple};
 pub mod identity;

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use super::{
     dns::{qtype_name, rcode_name},
     identity::Identity,
-    incident::{CgroupOwner, ConnectOutcome, FailurePlace, Incident},
+    incident::{FailurePlace, Incident},
+    socket::{CgroupOwner, ConnectOutcome},
     tuple::Endpoint,
     verdict::{Explanation, Verdict},
 };
