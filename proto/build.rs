@@ -4,7 +4,11 @@
 //! package, installed by `cargo xtask bootstrap`.
 use std::{env, path::PathBuf};
 
-const PROTOS: [&str; 2] = ["dropscope/v1/event.proto", "dropscope/v1/observer.proto"];
+const PROTOS: [&str; 3] = [
+    "dropscope/v1/event.proto",
+    "dropscope/v1/observer.proto",
+    "dropscope/v1/collector.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=dropscope");

@@ -5,8 +5,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
-    capture::CaptureConfig, enrich::MetadataConfig, fanout::FanoutConfig, kernel::KernelConfig,
-    print::events::Format, serve::ServeConfig, track::incidents::IncidentConfig,
+    capture::CaptureConfig, enrich::MetadataConfig, export::ExportConfig, fanout::FanoutConfig,
+    kernel::KernelConfig, print::events::Format, serve::ServeConfig,
+    track::incidents::IncidentConfig,
 };
 
 /// The largest `--history` (events of about a kilobyte each).
@@ -24,6 +25,8 @@ pub struct AgentConfig {
     pub cgroup_root: Option<PathBuf>,
     /// Deciding incidents.
     pub incidents: IncidentConfig,
+    /// Pushing to a collector, when one is given.
+    pub export: Option<ExportConfig>,
     /// Where cluster metadata comes from.
     pub metadata: MetadataConfig,
     /// The broadcast hub.

@@ -10,11 +10,14 @@
 
 pub mod capture;
 pub mod cli;
+pub mod client;
+pub mod collector;
 pub mod config;
 pub mod convert;
 pub mod decode;
 pub mod enrich;
 pub mod explain;
+pub mod export;
 pub mod fanout;
 pub mod kernel;
 pub mod metrics;

@@ -35,6 +35,7 @@ use crate::{
         watch as kube_watch,
     },
     explain::step::Explainer,
+    export::Exporter,
     fanout::{Hub, Start},
     kernel::{self, Kernel, features},
     metrics::{self, Metrics, MetricsConfig},
@@ -65,6 +66,9 @@ pub enum Error {
     /// The cgroup v2 hierarchy.
     #[error(transparent)]
     Cgroup(#[from] cgroups::Error),
+    /// The collector to push to is misconfigured (a TLS file).
+    #[error("--collector: {0}")]
+    Export(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The API server did not answer the first listing in time.
     #[error(
         "the API server did not list every kind within {seconds}s: is it reachable, and may this identity list pods, services, endpointslices, networkpolicies, namespaces and nodes?"
@@ -108,8 +112,12 @@ pub enum Error {
 /// Runs the agent until SIGINT/SIGTERM (or the configured duration, or a
 /// step failing), then detaches and drains.
 pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
-    // Say what is missing before binding anything.
-    features::require_privilege()?;
+    // Say what is missing before binding anything (or syncing metadata).
+    let sockets = config.kernel.sockets.as_ref();
+    features::require_hook_privilege(
+        sockets.is_some_and(|sockets| sockets.tc),
+        sockets.is_some_and(|sockets| sockets.connects && sockets.cgroup_hooks),
+    )?;
     let hub = Hub::new(config.fanout, config.node.clone());
     let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
     let (ready_tx, ready_rx) = watch::channel(Readiness::default());
@@ -131,6 +139,20 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     };
     let endpoints =
         start_endpoints(&config, &hub, &state, &metrics, &ready_rx, &stopping_rx).await?;
+    let exporter = match &config.export {
+        Some(export) => {
+            let connection = export
+                .connection()
+                .map_err(|error| Error::Export(error.into()))?;
+            tracing::info!(collector = %export.collector, "pushing events to the collector");
+            Some(tokio::spawn(
+                Exporter::new(connection, hub.clone(), state.clone())
+                    .run()
+                    .instrument(tracing::info_span!("export")),
+            ))
+        }
+        None => None,
+    };
 
     let stats_guard = if config.bpf_stats {
         Some(
@@ -311,6 +333,9 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     hub.close();
     if let Some(printer) = printer {
         finish_printing(printer, &hub).await?;
+    }
+    if let Some(exporter) = exporter {
+        finish_export(exporter).await;
     }
     // Streams have their last events; now the endpoints may close.
     let _ = stopping_tx.send(true);
@@ -511,6 +536,24 @@ async fn start_endpoints(
         ));
     }
     Ok(Endpoints { tasks })
+}
+
+/// How long the agent waits at exit for the collector to acknowledge its
+/// last events.
+const EXPORT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Gives the exporter [`EXPORT_DRAIN`] to have the hub's last events
+/// acknowledged, then stops it.
+async fn finish_export(mut exporter: JoinHandle<()>) {
+    if tokio::time::timeout(EXPORT_DRAIN, &mut exporter)
+        .await
+        .is_err()
+    {
+        exporter.abort();
+        tracing::warn!(
+            "the collector did not acknowledge the last events in time; the ones it lacks are lost with this run"
+        );
+    }
 }
 
 /// Completes when the terminal output ended because stdout closed (and

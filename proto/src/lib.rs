@@ -1,5 +1,5 @@
 //! dropscope's API contract: the `dropscope.v1` protobuf messages and the
-//! `Observer` gRPC service, generated from `proto/dropscope/v1/*.proto`
+//! `Observer` and `Collector` gRPC services, generated from `proto/dropscope/v1/*.proto`
 //! (where every field is documented). Every message also implements serde
 //! with the proto3 JSON mapping (pbjson): the one JSON shape dropscope
 //! prints.
@@ -23,6 +23,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The fully qualified name of the Observer service (for health checks).
 pub const OBSERVER_SERVICE: &str = "dropscope.v1.Observer";
+
+/// The fully qualified name of the Collector service (for health checks).
+pub const COLLECTOR_SERVICE: &str = "dropscope.v1.Collector";
 
 #[cfg(test)]
 mod tests;

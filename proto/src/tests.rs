@@ -2,7 +2,11 @@
 //! enum, field, value and rpc is documented, and every enum starts with an
 //! `_UNKNOWN = 0` value. And the JSON form is the proto3 JSON mapping.
 
-const PROTOS: [(&str, &str); 2] = [
+const PROTOS: [(&str, &str); 3] = [
+    (
+        "collector.proto",
+        include_str!("../dropscope/v1/collector.proto"),
+    ),
     ("event.proto", include_str!("../dropscope/v1/event.proto")),
     (
         "observer.proto",

@@ -488,7 +488,7 @@ fn without_privilege_the_agent_says_what_it_needs() -> Result<()> {
         "the agent must fail without privilege"
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(stderr.contains("run it as root"), "{stderr}");
     assert!(stderr.contains("CAP_BPF"), "{stderr}");
     Ok(())
 }

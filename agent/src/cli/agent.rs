@@ -6,6 +6,7 @@ use crate::{
     capture::CaptureConfig,
     config::AgentConfig,
     enrich::MetadataConfig,
+    export::ExportConfig,
     fanout::FanoutConfig,
     kernel::{DropReasonSet, Hook, KernelConfig, SocketConfig},
     pipeline,
@@ -126,6 +127,29 @@ pub struct Args {
     /// incidents, and no sight of SYNs leaving (no BEYOND_NODE).
     #[arg(long, env = "DROPSCOPE_NO_TC")]
     pub no_tc: bool,
+    /// Push every event to a `dropscope collector` at this address
+    /// (`HOST:PORT` or `unix:PATH`), as well as serving them here; events
+    /// held while it is unreachable are sent when it is.
+    #[arg(long, env = "DROPSCOPE_COLLECTOR")]
+    pub collector: Option<Listen>,
+    /// PEM CA bundle that signed the collector's certificate (TLS to the
+    /// collector; plaintext without it).
+    #[arg(long, env = "DROPSCOPE_COLLECTOR_TLS_CA")]
+    pub collector_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for a collector that requires one.
+    #[arg(long, env = "DROPSCOPE_COLLECTOR_TLS_CERT", requires_all = ["collector_tls_key", "collector_tls_ca"])]
+    pub collector_tls_cert: Option<PathBuf>,
+    /// PEM private key of --collector-tls-cert.
+    #[arg(
+        long,
+        env = "DROPSCOPE_COLLECTOR_TLS_KEY",
+        requires = "collector_tls_cert"
+    )]
+    pub collector_tls_key: Option<PathBuf>,
+    /// The name the collector's certificate carries, when it differs from
+    /// the address.
+    #[arg(long, env = "DROPSCOPE_COLLECTOR_TLS_SERVER_NAME")]
+    pub collector_tls_server_name: Option<String>,
     /// The cgroup v2 mount to attach the connect hooks at and resolve
     /// cgroup ids under; default: found in /proc/self/mountinfo (unified or
     /// hybrid layout), else mounted at /run/dropscope/cgroup2.
@@ -162,6 +186,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }),
         },
         cgroup_root: args.cgroup_root,
+        export: args.collector.map(|collector| ExportConfig {
+            collector,
+            tls_ca: args.collector_tls_ca,
+            identity: args.collector_tls_cert.zip(args.collector_tls_key),
+            server_name: args.collector_tls_server_name,
+        }),
         incidents: IncidentConfig {
             dns_timeout: args.dns_timeout,
             dns_pending: args.dns_pending,

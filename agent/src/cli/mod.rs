@@ -1,7 +1,7 @@
 //! The `dropscope` command line: one subcommand per file.
 
 pub mod agent;
-pub mod connect;
+pub mod collector;
 pub mod explain;
 pub mod observe;
 
@@ -53,6 +53,8 @@ pub enum Command {
     /// Read drops, incidents and losses from an agent's API: history, then
     /// live with --follow.
     Observe(Box<observe::Args>),
+    /// Receive every agent's events and serve the cluster's stream.
+    Collector(collector::Args),
 }
 
 impl Cli {
@@ -62,6 +64,7 @@ impl Cli {
             Command::Agent(args) => agent::run(*args).await,
             Command::Explain(args) => explain::run(args).await,
             Command::Observe(args) => observe::run(*args).await,
+            Command::Collector(args) => collector::run(args).await,
         }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use dropscope_proto::v1;
 use tokio_stream::StreamExt as _;
 
-use super::connect::{Connection, Server};
+use crate::client::{Connection, Server};
 use crate::{
     convert,
     print::events::{Format, Style, TABLE_HEADER, render},

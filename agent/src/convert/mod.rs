@@ -135,6 +135,19 @@ pub fn explanation(explanation: &Explanation) -> v1::Explanation {
             })
             .collect(),
         suggested_policy: explanation.suggested_policy.clone().unwrap_or_default(),
+        incomplete: explanation
+            .incomplete
+            .iter()
+            .map(|object| v1::SkippedObject {
+                kind: object.kind.clone(),
+                namespace: object.namespace.clone(),
+                name: object.name.clone(),
+                reason: object.reason.clone(),
+                relevance: object.relevance.clone(),
+            })
+            .collect(),
+        incomplete_unlisted: explanation.incomplete_unlisted,
+        complete: explanation.is_complete(),
     }
 }
 

@@ -1,11 +1,13 @@
 //! Enrichment: the cluster metadata store. Receives Kubernetes objects from
 //! a live watch ([`watch`]) or a snapshot file ([`snapshot`]), both through
 //! one [`store::Store::apply`]; answers IP → identity, cgroup → pod and the
-//! queries `explain` needs through [`view::View`].
+//! queries `explain` needs through [`view::View`], including what could not
+//! be loaded ([`skipped`]).
 
 pub mod cgroup;
 pub mod object;
 pub mod policy;
+pub mod skipped;
 pub mod snapshot;
 pub mod store;
 pub mod view;
@@ -33,7 +35,8 @@ pub enum MetadataConfig {
 /// Errors of the enrichment step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A Kubernetes object the store cannot use (skipped, never fatal).
+    /// A Kubernetes object the store cannot use (skipped, never fatal; the
+    /// store remembers it so explanations say it is missing).
     #[error("{kind} {namespace}/{name}: {reason}")]
     Invalid {
         /// Its kind.

@@ -393,12 +393,30 @@ fn parse_ips<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Box<[IpAddr]> 
     ips.into_boxed_slice()
 }
 
-/// Strips a Namespace.
+/// The label the API server sets on every namespace, to its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Strips a Namespace. It carries [`NAMESPACE_NAME_LABEL`] set to its name
+/// whatever its metadata says, as the API server guarantees (a snapshot
+/// written by hand may lack it, and a namespaceSelector on it must still
+/// select the namespace).
 pub fn namespace(object: &K8sNamespace, interner: &mut Interner) -> Result<Namespace, Error> {
     let key = meta_key("Namespace", &object.metadata, false, interner)?;
+    let labels = match &object.metadata.labels {
+        Some(labels)
+            if labels.get(NAMESPACE_NAME_LABEL).map(String::as_str) == Some(&*key.name) =>
+        {
+            Labels::new(Some(labels), interner)
+        }
+        labels => {
+            let mut labels = labels.clone().unwrap_or_default();
+            labels.insert(NAMESPACE_NAME_LABEL.to_string(), key.name.to_string());
+            Labels::new(Some(&labels), interner)
+        }
+    };
     Ok(Namespace {
         name: key.name,
-        labels: Labels::new(object.metadata.labels.as_ref(), interner),
+        labels,
     })
 }
 

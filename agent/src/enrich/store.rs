@@ -1,7 +1,8 @@
 //! The metadata store: stripped objects of six kinds and the indexes that
-//! make lookups cheap (IP, pod UID, labels, namespace). Receives
-//! [`WatchEvent`]s through [`Store::apply`], the one entry point used by the
-//! live watch and the snapshot loader alike; read through [`super::view`].
+//! make lookups cheap (IP, pod UID, labels, namespace), and what it could
+//! not use ([`super::skipped`]). Receives [`WatchEvent`]s through
+//! [`Store::apply`], the one entry point used by the live watch and the
+//! snapshot loader alike; read through [`super::view`].
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -20,6 +21,7 @@ use super::{
     Error,
     object::{self, EndpointSlice, Interner, Key, Namespace, Node, Pod, Service, Str},
     policy::{self, Policy, Selector},
+    skipped::{self, Skipped},
 };
 
 /// The kinds the store keeps.
@@ -271,6 +273,8 @@ pub struct Store {
     pub(super) pod_cidr_prefixes: BTreeMap<(bool, u8), u32>,
     pub(super) nodes: HashMap<Str, Arc<Node>>,
     pub(super) node_by_ip: HashMap<IpAddr, Str>,
+    /// What the store could not use.
+    pub(super) skipped: Skipped,
     relisting: HashMap<Kind, HashSet<Key>>,
 }
 
@@ -288,6 +292,42 @@ impl Store {
         Self::default()
     }
 
+    /// An empty store that remembers at most `cap` skipped objects by name
+    /// (the default is [`skipped::MAX_SKIPPED`]); the rest are counted.
+    pub fn with_skipped_cap(cap: usize) -> Self {
+        Self {
+            skipped: Skipped::with_cap(cap),
+            ..Self::default()
+        }
+    }
+
+    /// What the store could not use.
+    pub fn skipped(&self) -> &Skipped {
+        &self.skipped
+    }
+
+    /// Records an object that never reached [`Self::apply`] because it
+    /// could not even be read as its kind (a snapshot item whose fields
+    /// have the wrong type): explanations then say it is missing, as for an
+    /// object `apply` rejects. A later valid version or a delete forgets it.
+    pub fn note_skipped(&mut self, kind: Kind, namespace: &str, name: &str, reason: String) {
+        let key = Key {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        if let Some(seen) = self.relisting.get_mut(&kind) {
+            seen.insert(key.clone());
+        }
+        self.remove(kind, &key);
+        self.skipped.record(kind, key, reason, Box::default());
+    }
+
+    /// Records that no object of `kind` could be listed (RBAC forbids it),
+    /// and why; the kind's next complete relist clears it.
+    pub fn note_unavailable(&mut self, kind: Kind, reason: String) {
+        self.skipped.set_unavailable(kind, reason);
+    }
+
     /// What the store holds.
     pub fn counts(&self) -> Counts {
         Counts {
@@ -301,7 +341,9 @@ impl Store {
     }
 
     /// Applies one change. An invalid object is not stored (its previous
-    /// version is removed) and the error names it; the store stays usable.
+    /// version is removed), is remembered as skipped with the reason, and
+    /// the error names it; the store stays usable. A valid version or a
+    /// delete forgets that it was skipped.
     pub fn apply(&mut self, event: WatchEvent) -> Result<(), Error> {
         match event {
             WatchEvent::Apply(object) => {
@@ -311,17 +353,30 @@ impl Store {
                     seen.insert(key.clone());
                 }
                 let result = self.upsert(&object);
-                if result.is_err() {
-                    self.remove(kind, &key);
+                match &result {
+                    Ok(()) => self.skipped.forget(kind, &key),
+                    Err(error) => {
+                        self.remove(kind, &key);
+                        let reason = match error {
+                            Error::Invalid { reason, .. } => reason.clone(),
+                            other => other.to_string(),
+                        };
+                        self.skipped
+                            .record(kind, key, reason, skipped::claimed_ips(&object));
+                    }
                 }
                 result
             }
             WatchEvent::Delete(object) => {
-                self.remove(object.kind(), &key_of(&object));
+                let kind = object.kind();
+                let key = key_of(&object);
+                self.remove(kind, &key);
+                self.skipped.forget(kind, &key);
                 Ok(())
             }
             WatchEvent::RelistStart(kind) => {
                 self.relisting.insert(kind, HashSet::default());
+                self.skipped.relist_start(kind);
                 Ok(())
             }
             WatchEvent::RelistDone(kind) => {
@@ -331,6 +386,7 @@ impl Store {
                             self.remove(kind, &key);
                         }
                     }
+                    self.skipped.relist_done(kind, &seen);
                 }
                 self.interner.prune();
                 Ok(())

@@ -1,7 +1,8 @@
 //! Read-only queries over the [`Store`]: IP → identity, pods by name, UID
 //! or label, Service backends, namespaces, policies by namespace and by the
-//! labels they may select. This is all `explain` imports from `enrich`; it
-//! re-exports the stripped types those queries return.
+//! labels they may select, and what the store could not load. This is all
+//! `explain` imports from `enrich`; it re-exports the stripped types those
+//! queries return.
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -13,7 +14,8 @@ pub use super::{
         SliceEndpoint, SlicePort, Str, TargetPort,
     },
     policy::{Operator, Peer, Policy, PortMatch, PortRule, Requirement, Rule, Selector},
-    store::{Counts, Store},
+    skipped::{Entry as SkippedEntry, Skipped},
+    store::{Counts, Kind, Store},
 };
 use crate::model::{Identity, Protocol};
 
@@ -45,6 +47,17 @@ impl<'a> View<'a> {
     /// What the store holds.
     pub fn counts(&self) -> Counts {
         self.store.counts()
+    }
+
+    /// What the store could not load: skipped objects and unavailable kinds.
+    pub fn skipped(&self) -> &'a Skipped {
+        &self.store.skipped
+    }
+
+    /// True when some node lists a pod CIDR, so [`Self::in_pod_network`]
+    /// can tell pod addresses from outside ones.
+    pub fn knows_pod_network(&self) -> bool {
+        !self.store.pod_cidrs.is_empty()
     }
 
     /// A namespace by name.

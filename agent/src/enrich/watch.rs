@@ -2,7 +2,8 @@
 //! into a [`WatchEvent`] and fed to [`Store::apply`] (the same entry point
 //! as the snapshot loader). Full objects are stripped as they arrive: no
 //! reflector keeps them. Connects in-cluster or through the kubeconfig. A
-//! kind the RBAC forbids is logged as a warning and left out; the others go on.
+//! kind the RBAC forbids is logged as a warning, recorded in the store as
+//! unavailable (explanations say so) and left out; the others go on.
 
 use std::{fmt::Debug, sync::Arc};
 
@@ -98,6 +99,11 @@ fn handle(store: &mut Store, item: Item, forbidden: &mut Vec<Kind>) -> Option<Ki
             done
         }
         Err((kind, error)) if is_forbidden(&error) => {
+            // Explanations must not read "no policy" where none could be read.
+            store.note_unavailable(
+                kind,
+                format!("RBAC forbids listing {}: {error}", kind.as_str()),
+            );
             if !forbidden.contains(&kind) {
                 tracing::warn!(kind = kind.as_str(), %error, "RBAC forbids watching this kind; continuing without it");
                 forbidden.push(kind);
@@ -188,6 +194,13 @@ mod tests {
             ]
         );
         assert_eq!(forbidden, [Kind::NetworkPolicy]);
+        assert!(
+            store
+                .skipped()
+                .unavailable(Kind::NetworkPolicy)
+                .is_some_and(|reason| reason.contains("RBAC forbids")),
+            "a forbidden kind is recorded as unavailable"
+        );
         assert_eq!(store.counts().namespaces, 1);
         assert_eq!(store.counts().pods, 1);
     }

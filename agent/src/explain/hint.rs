@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::{
     Facts, closest,
+    incomplete::Missing,
     peer::{self, PeerMiss},
     port::{self, PortMiss},
     selector,
@@ -59,10 +60,15 @@ fn is_dns(facts: &Facts<'_>) -> bool {
         || facts.destination.pod.is_some_and(|pod| dns_label(pod))
 }
 
-/// The hints for a checked flow.
-pub fn hints(facts: &Facts<'_>) -> Vec<Hint> {
+/// The hints for a checked flow. When objects that could decide the
+/// verdict are `missing`, `explanation_incomplete` comes first and
+/// `policy_allows` is never said.
+pub fn hints(facts: &Facts<'_>, missing: &Missing) -> Vec<Hint> {
     let mut hints = Hints(Vec::new());
-    general(facts, &mut hints);
+    if !missing.is_empty() {
+        hints.push(HintCode::ExplanationIncomplete, incomplete(facts, missing));
+    }
+    general(facts, missing.is_empty(), &mut hints);
     for direction in [Direction::Egress, Direction::Ingress] {
         let check = facts.direction(direction);
         if check.allowed() || facts.to_self {
@@ -73,7 +79,34 @@ pub fn hints(facts: &Facts<'_>) -> Vec<Hint> {
     hints.0
 }
 
-fn general(facts: &Facts<'_>, hints: &mut Hints) {
+/// How many objects the incomplete hint names before "and N more".
+const NAMED_IN_HINT: usize = 3;
+
+fn incomplete(facts: &Facts<'_>, missing: &Missing) -> String {
+    let count = missing.count();
+    let mut named: Vec<String> = missing
+        .objects
+        .iter()
+        .take(NAMED_IN_HINT)
+        .map(|object| format!("{object} ({})", object.reason))
+        .collect();
+    let more = count - named.len() as u64;
+    if more > 0 {
+        named.push(format!("{more} more"));
+    }
+    let objects = if count == 1 { "object" } else { "objects" };
+    let mut message = format!(
+        "the verdict {} may be wrong: {count} {objects} that could decide it could not be loaded: {}; fix them and explain again",
+        facts.verdict,
+        named.join(", ")
+    );
+    if facts.verdict.is_allow() {
+        message.push_str(" (this is not evidence that NetworkPolicy allows the flow)");
+    }
+    message
+}
+
+fn general(facts: &Facts<'_>, complete: bool, hints: &mut Hints) {
     if facts.to_self
         && let Some(pod) = facts.source.pod
     {
@@ -90,7 +123,7 @@ fn general(facts: &Facts<'_>, hints: &mut Hints) {
             ),
         );
     }
-    if facts.verdict.is_allow() && !facts.to_self {
+    if facts.verdict.is_allow() && !facts.to_self && complete {
         let mut by = Vec::new();
         for check in [&facts.egress, &facts.ingress] {
             if let Some(rule) = check.rules.iter().find(|rule| rule.allows()) {

@@ -18,11 +18,17 @@
 //!   rules as written (a node address only matches ipBlock) and, when that
 //!   denies, names it with hint `kubelet_probe_blocked` rather than
 //!   pretending either way;
-//! - ipBlock matches any address in it, pod addresses included.
+//! - ipBlock matches any address in it, pod addresses included;
+//! - fail closed: when an object that could decide the verdict was not
+//!   loaded (invalid, or its kind could not be listed), the explanation
+//!   keeps the verdict the loaded objects give, lists what is missing
+//!   ([`incomplete`]), puts hint `explanation_incomplete` first and never
+//!   says `policy_allows`.
 
 pub mod closest;
 pub mod fix;
 pub mod hint;
+pub mod incomplete;
 pub mod peer;
 pub mod port;
 pub mod selector;
@@ -39,7 +45,7 @@ use self::{
     verdict::{DirectionCheck, Packet},
 };
 use crate::{
-    enrich::view::{Pod, Service, ServicePort, View},
+    enrich::view::{Key, Kind, Pod, Service, ServicePort, View},
     model::{
         Backend, ClosestMiss, Direction, DirectionReport, Explanation, FlowEnd, Identity,
         PolicyRef, Protocol, RuleRef, Tuple, Verdict, record::Conntrack,
@@ -111,6 +117,16 @@ pub enum Error {
         /// Name.
         name: String,
     },
+    /// The pod exists but the metadata store could not load it.
+    #[error("pod {namespace}/{name} could not be loaded: {reason}")]
+    PodNotLoaded {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Why, naming the field (or why no pod could be listed).
+        reason: String,
+    },
     /// The pod has no IP yet.
     #[error("pod {namespace}/{name} has no IP (not running?)")]
     PodWithoutIp {
@@ -126,6 +142,16 @@ pub enum Error {
         namespace: String,
         /// Name.
         name: String,
+    },
+    /// The Service exists but the metadata store could not load it.
+    #[error("service {namespace}/{name} could not be loaded: {reason}")]
+    ServiceNotLoaded {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Why, naming the field (or why no Service could be listed).
+        reason: String,
     },
     /// The Service has no such port.
     #[error("service {namespace}/{name} has no {protocol} port {port}")]
@@ -266,13 +292,34 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// Why a named object is not in the store: skipped as invalid, its kind
+/// not listed, or absent (`None`).
+fn not_loaded(view: &View<'_>, kind: Kind, namespace: &str, name: &str) -> Option<String> {
+    let key = Key {
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    let skipped = view.skipped();
+    skipped
+        .get(kind, &key)
+        .map(|entry| entry.reason.clone())
+        .or_else(|| skipped.unavailable(kind).map(str::to_string))
+}
+
 fn pod_end<'a>(view: &View<'a>, namespace: &str, name: &str) -> Result<End<'a>, Error> {
-    let pod = view
-        .pod(namespace, name)
-        .ok_or_else(|| Error::PodNotFound {
-            namespace: namespace.into(),
-            name: name.into(),
-        })?;
+    let pod = view.pod(namespace, name).ok_or_else(|| {
+        match not_loaded(view, Kind::Pod, namespace, name) {
+            Some(reason) => Error::PodNotLoaded {
+                namespace: namespace.into(),
+                name: name.into(),
+                reason,
+            },
+            None => Error::PodNotFound {
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+        }
+    })?;
     let ip = pod
         .ips
         .first()
@@ -354,12 +401,19 @@ fn destinations<'a>(view: &View<'a>, flow: &Flow) -> Result<Vec<Destination<'a>>
     match &flow.to {
         Target::Pod { namespace, name } => Ok(direct(pod_end(view, namespace, name)?)),
         Target::Service { namespace, name } => {
-            let service = view
-                .service(namespace, name)
-                .ok_or_else(|| Error::ServiceNotFound {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                })?;
+            let service = view.service(namespace, name).ok_or_else(|| {
+                match not_loaded(view, Kind::Service, namespace, name) {
+                    Some(reason) => Error::ServiceNotLoaded {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        reason,
+                    },
+                    None => Error::ServiceNotFound {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    },
+                }
+            })?;
             service_destinations(view, service, flow.port, flow.protocol, None)
         }
         Target::Ip(ip) => {
@@ -548,7 +602,8 @@ fn describe(mut facts: Facts<'_>) -> Explanation {
             why: closest::why(&facts, direction, rule),
         })
     };
-    let hints = hint::hints(&facts);
+    let missing = incomplete::missing(&facts);
+    let hints = hint::hints(&facts, &missing);
     let suggested_policy = if verdict.is_allow() {
         None
     } else {
@@ -586,6 +641,8 @@ fn describe(mut facts: Facts<'_>) -> Explanation {
         closest_miss,
         hints,
         suggested_policy,
+        incomplete: missing.objects,
+        incomplete_unlisted: missing.unlisted,
     }
 }
 

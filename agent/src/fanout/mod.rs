@@ -110,6 +110,16 @@ impl Hub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Hands a message already in the contract's form (a collector's
+    /// events, each stamped by its node) to every cursor; `drops` is what a
+    /// reader that misses it misses (a drop's `new_packets`, a loss's
+    /// `lost_drops`).
+    pub fn publish_message(&self, message: v1::Event, drops: u64) {
+        let now = SystemTime::now();
+        let seq = self.ring().push(now, Arc::new(message), drops);
+        self.shared.published.send_replace(seq);
+    }
+
     /// Converts `event` to the contract once and hands it to every cursor.
     pub fn publish(&self, event: &Event) {
         let now = SystemTime::now();

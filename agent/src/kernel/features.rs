@@ -15,27 +15,128 @@ use super::Error;
 /// Where tracefs normally lives.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Fails with a fix when the process cannot load eBPF programs.
+/// A Linux capability the agent checks for before loading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capability {
+    /// Its name without `CAP_`, as a pod's `securityContext` spells it.
+    pub name: &'static str,
+    /// Its number (`capabilities(7)`).
+    pub number: u8,
+    /// What needs it, for the error that names it.
+    pub needed_for: &'static str,
+    /// Whether CAP_SYS_ADMIN grants the same, as the kernel allows for
+    /// the capabilities split off it in 5.8.
+    pub or_sys_admin: bool,
+}
+
+/// `bpf(2)`: every map and program.
+pub const CAP_BPF: Capability = Capability {
+    name: "BPF",
+    number: 39,
+    needed_for: "creating the BPF maps and loading the programs",
+    or_sys_admin: true,
+};
+
+/// The tracing programs and their reads of kernel memory.
+pub const CAP_PERFMON: Capability = Capability {
+    name: "PERFMON",
+    number: 38,
+    needed_for: "loading the tracing programs, kfree_skb, the socket tracepoints and fentry, and attaching tracepoints with perf_event_open",
+    or_sys_admin: true,
+};
+
+/// The tc programs and the cgroup connect hooks.
+pub const CAP_NET_ADMIN: Capability = Capability {
+    name: "NET_ADMIN",
+    number: 12,
+    needed_for: "loading and attaching the tc programs and the cgroup connect hooks, which --no-tc and --no-cgroup-hooks turn off",
+    or_sys_admin: false,
+};
+
+/// Kernel addresses in `/proc/kallsyms`.
+pub const CAP_SYSLOG: Capability = Capability {
+    name: "SYSLOG",
+    number: 34,
+    needed_for: "reading kernel addresses from /proc/kallsyms to name drop locations, unless kptr_restrict is 0 and perf_event_paranoid at most 1",
+    or_sys_admin: false,
+};
+
+const CAP_SYS_ADMIN: u8 = 21;
+
+/// Capabilities that only make events richer: without them the agent
+/// runs and warns.
+pub const OPTIONAL_CAPABILITIES: [Capability; 1] = [CAP_SYSLOG];
+
+/// The capabilities loading these hooks needs: CAP_BPF and CAP_PERFMON
+/// always, CAP_NET_ADMIN for the tc programs or the cgroup connect hooks.
+pub fn required_capabilities(tc: bool, cgroup_hooks: bool) -> Vec<Capability> {
+    let mut needed = vec![CAP_BPF, CAP_PERFMON];
+    if tc || cgroup_hooks {
+        needed.push(CAP_NET_ADMIN);
+    }
+    needed
+}
+
+/// Fails, naming what is missing, when the process cannot load eBPF
+/// programs at all (CAP_BPF, CAP_PERFMON).
 pub fn require_privilege() -> Result<(), Error> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 || has_cap_bpf() {
+    require(&required_capabilities(false, false))
+}
+
+/// Fails, naming each missing capability and what needs it, when the
+/// process lacks one that these hooks need; warns for each optional one.
+/// Checks the effective set, not the user: uid 0 in a container has only
+/// the capabilities it was given.
+pub fn require_hook_privilege(tc: bool, cgroup_hooks: bool) -> Result<(), Error> {
+    require(&required_capabilities(tc, cgroup_hooks))?;
+    let effective = effective_capabilities();
+    for capability in OPTIONAL_CAPABILITIES {
+        if !capability.held(effective) {
+            tracing::warn!(
+                capability = %format_args!("CAP_{}", capability.name),
+                needed_for = capability.needed_for,
+                "running without an optional capability"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn require(needed: &[Capability]) -> Result<(), Error> {
+    let effective = effective_capabilities();
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|capability| !capability.held(effective))
+        .map(|capability| format!("CAP_{} ({})", capability.name, capability.needed_for))
+        .collect();
+    if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::NotPrivileged)
+        Err(Error::NotPrivileged {
+            missing: missing.join(", "),
+        })
     }
 }
 
-/// True when the effective capability set has CAP_BPF (39) and CAP_PERFMON (38).
-fn has_cap_bpf() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 39) != 0 && caps & (1 << 38) != 0)
+impl Capability {
+    fn held(self, effective: u64) -> bool {
+        effective & (1 << self.number) != 0
+            || (self.or_sys_admin && effective & (1 << CAP_SYS_ADMIN) != 0)
+    }
+}
+
+/// The effective capability set (`CapEff` of /proc/self/status); empty
+/// when unreadable.
+fn effective_capabilities() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Mounts tracefs at [`TRACEFS`] when it is not mounted yet (with the
@@ -199,6 +300,32 @@ format:
 \tfield:unsigned short protocol;\toffset:32;\tsize:2;\tsigned:0;
 \tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;
 ";
+
+    #[test]
+    fn sys_admin_stands_in_only_where_the_kernel_lets_it() {
+        let bit = |capability: Capability| 1u64 << capability.number;
+        let sys_admin = 1u64 << CAP_SYS_ADMIN;
+        assert!(CAP_BPF.held(bit(CAP_BPF)));
+        assert!(CAP_BPF.held(sys_admin));
+        assert!(CAP_PERFMON.held(sys_admin));
+        assert!(!CAP_PERFMON.held(bit(CAP_BPF)));
+        // Netlink (clsact before 6.6) and kallsyms ask for these themselves.
+        assert!(!CAP_NET_ADMIN.held(sys_admin));
+        assert!(!CAP_SYSLOG.held(sys_admin));
+    }
+
+    #[test]
+    fn net_admin_is_needed_only_for_tc_and_the_cgroup_hooks() {
+        assert_eq!(required_capabilities(false, false), [CAP_BPF, CAP_PERFMON]);
+        assert_eq!(
+            required_capabilities(true, false),
+            [CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN]
+        );
+        assert_eq!(
+            required_capabilities(false, true),
+            [CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN]
+        );
+    }
 
     #[test]
     fn reads_offsets_from_a_format_file() {

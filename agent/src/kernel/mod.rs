@@ -63,11 +63,14 @@ pub enum Error {
         /// `struct.member` path.
         field: String,
     },
-    /// Not enough privilege.
+    /// Capabilities the hooks need are missing from the effective set.
     #[error(
-        "dropscope needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN) to load eBPF programs; run it with sudo"
+        "dropscope lacks {missing}; run it as root (sudo), or grant these capabilities as deploy/dropscope.yaml does"
     )]
-    NotPrivileged,
+    NotPrivileged {
+        /// Each missing capability, with what needs it.
+        missing: String,
+    },
     /// tracefs is not mounted and mounting it failed.
     #[error(
         "tracefs is not mounted at {path} and mounting it failed ({source}); run: mount -t tracefs nodev {path}"

@@ -88,10 +88,11 @@ pub struct KernelMaps {
 }
 
 impl Kernel {
-    /// Checks the machine, loads the object with this kernel's offsets,
-    /// sets the reason filter and attaches the hook.
+    /// Loads the object with this kernel's offsets, sets the reason filter
+    /// and attaches the hooks. The caller checks the capabilities first
+    /// (`features::require_hook_privilege`; the pipeline does, before it
+    /// binds anything), so a missing one is named before any work.
     pub fn load(config: &KernelConfig) -> Result<(Self, KernelMaps), Error> {
-        features::require_privilege()?;
         features::raise_memlock_limit();
         let tracefs = features::ensure_tracefs()?;
         let btf_path = Path::new(super::btf::VMLINUX_BTF);

@@ -302,8 +302,13 @@ const ARPHRD_ETHER: u16 = 1;
 fn hardware_type(name: &CStr) -> Option<u16> {
     with_ifreq(name, |socket, request| {
         // SAFETY: SIOCGIFHWADDR fills ifr_hwaddr of a valid ifreq.
-        let result =
-            unsafe { libc::ioctl(socket, libc::SIOCGIFHWADDR, request as *mut libc::ifreq) };
+        let result = unsafe {
+            libc::ioctl(
+                socket,
+                libc::SIOCGIFHWADDR as _,
+                request as *mut libc::ifreq,
+            )
+        };
         // SAFETY: the request was zeroed, then filled by the ioctl when it
         // succeeded; either way the field is initialised.
         let family = unsafe { request.ifr_ifru.ifru_hwaddr.sa_family };
@@ -330,7 +335,7 @@ fn driver(name: &CStr) -> Option<String> {
         request.ifr_ifru.ifru_data = (&raw mut info).cast();
         // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO writes a drvinfo of the
         // size above through ifr_data, which points at `info`.
-        let result = unsafe { libc::ioctl(socket, SIOCETHTOOL, request as *mut libc::ifreq) };
+        let result = unsafe { libc::ioctl(socket, SIOCETHTOOL as _, request as *mut libc::ifreq) };
         if result != 0 {
             return None;
         }

@@ -113,6 +113,8 @@ fn explanation(
         closest_miss: None,
         hints: Vec::new(),
         suggested_policy: None,
+        incomplete: Vec::new(),
+        incomplete_unlisted: 0,
     })
 }
 

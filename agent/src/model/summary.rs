@@ -189,6 +189,13 @@ impl Incident {
 /// `, denied by ns/policy (hint_code, …)` for a denying explanation;
 /// empty when policy allows the flow.
 fn policy_phrase(explanation: &Explanation) -> String {
+    if !explanation.is_complete() {
+        return format!(
+            ", NetworkPolicy verdict {} but INCOMPLETE ({} objects that could decide it failed to load)",
+            explanation.verdict.as_str(),
+            explanation.incomplete.len() as u64 + explanation.incomplete_unlisted
+        );
+    }
     if explanation.verdict == Verdict::Allow {
         return ", allowed by NetworkPolicy".to_owned();
     }

@@ -144,6 +144,10 @@ pub enum HintCode {
     ServiceWithoutEndpoints,
     /// An address the metadata store does not know.
     UnknownAddress,
+    /// Objects that could decide the verdict were not loaded (invalid, or
+    /// their kind could not be listed): the verdict is what the loaded
+    /// objects say and may be wrong. Always the first hint when present.
+    ExplanationIncomplete,
 }
 
 impl HintCode {
@@ -170,6 +174,7 @@ impl HintCode {
             Self::HostNetworkPod => "host_network_pod",
             Self::ServiceWithoutEndpoints => "service_without_endpoints",
             Self::UnknownAddress => "unknown_address",
+            Self::ExplanationIncomplete => "explanation_incomplete",
         }
     }
 }
@@ -232,6 +237,35 @@ pub struct ClosestMiss {
     pub why: String,
 }
 
+/// An object the metadata store could not load that could decide a
+/// flow's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SkippedObject {
+    /// Its kind as the API names it (`NetworkPolicy`, `Namespace`, `Pod`, …).
+    pub kind: String,
+    /// Its namespace; empty for a Namespace, or when it named none.
+    pub namespace: String,
+    /// Its name; empty when it named none, or when no object of the kind
+    /// could be listed at all.
+    pub name: String,
+    /// Why it was not loaded, naming the field.
+    pub reason: String,
+    /// How it could decide this verdict, one sentence.
+    pub relevance: String,
+}
+
+impl fmt::Display for SkippedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.is_empty() && self.namespace.is_empty() {
+            write!(f, "every {}", self.kind)
+        } else if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
 /// The whole answer for one flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explanation {
@@ -257,11 +291,23 @@ pub struct Explanation {
     pub hints: Vec<Hint>,
     /// For a denied flow, the smallest NetworkPolicy (YAML) that allows it.
     pub suggested_policy: Option<String>,
+    /// Objects that could decide the verdict but were not loaded; when
+    /// any is listed (or `incomplete_unlisted` is not 0) the verdict is
+    /// what the loaded objects say and may be wrong.
+    pub incomplete: Vec<SkippedObject>,
+    /// Objects of a kind that could decide the verdict, skipped beyond
+    /// what the store remembers by name.
+    pub incomplete_unlisted: u64,
 }
 
 impl Explanation {
     /// True when a hint with this code is present.
     pub fn has_hint(&self, code: HintCode) -> bool {
         self.hints.iter().any(|hint| hint.code == code)
+    }
+
+    /// True when every object that could decide the verdict was loaded.
+    pub fn is_complete(&self) -> bool {
+        self.incomplete.is_empty() && self.incomplete_unlisted == 0
     }
 }

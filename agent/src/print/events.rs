@@ -116,6 +116,7 @@ pub fn render(event: &v1::Event, format: Format, style: Style) -> String {
             Some(v1::event::Event::Drop(drop)) => compact_drop(event, drop, style),
             Some(v1::event::Event::Loss(loss)) => compact_loss(event, loss, style),
             Some(v1::event::Event::Incident(incident)) => compact_incident(event, incident, style),
+            Some(v1::event::Event::NodeState(state)) => compact_node_state(event, state, style),
             None => format!("{} {} (empty event)", time(event.time.as_ref()), event.node),
         },
         Format::Table => table_row(event),
@@ -302,6 +303,34 @@ fn compact_incident(event: &v1::Event, incident: &v1::Incident, style: Style) ->
     )
 }
 
+/// `connected (v0.1.0)`, `unavailable`, `error: …`.
+fn node_state_words(state: &v1::NodeState) -> String {
+    match v1::NodeConnection::try_from(state.connection) {
+        Ok(v1::NodeConnection::Connected) => {
+            format!("agent connected (dropscope {})", state.version)
+        }
+        Ok(v1::NodeConnection::Unavailable) => {
+            "agent unavailable: its events may be missing until it reconnects".to_owned()
+        }
+        Ok(v1::NodeConnection::Error) => format!("agent stream failed: {}", state.error),
+        _ => "agent state unknown".to_owned(),
+    }
+}
+
+fn compact_node_state(event: &v1::Event, state: &v1::NodeState, style: Style) -> String {
+    let word = match v1::NodeConnection::try_from(state.connection) {
+        Ok(v1::NodeConnection::Connected) => style.paint("32", "NODE"),
+        _ => style.paint("33", "NODE"),
+    };
+    format!(
+        "{} {} {} {}",
+        time(event.time.as_ref()),
+        event.node,
+        word,
+        node_state_words(state)
+    )
+}
+
 fn loss_words(source: i32) -> &'static str {
     match v1::LossSource::try_from(source) {
         Ok(v1::LossSource::KernelRingFull) => "drops not reported: kernel ring buffer full",
@@ -403,6 +432,13 @@ fn table_row(event: &v1::Event) -> String {
             clip(&event.node, 15),
             clip(incident_word(incident), 7),
             incident.summary
+        ),
+        Some(v1::event::Event::NodeState(state)) => format!(
+            "{} {} {} {}",
+            clip(&time(event.time.as_ref()), 25),
+            clip(&event.node, 15),
+            clip("NODE", 7),
+            node_state_words(state)
         ),
         None => String::new(),
     }

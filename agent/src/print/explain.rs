@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{DirectionReport, Explanation, Identity};
+use crate::model::{DirectionReport, Explanation, HintCode, Identity};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -64,10 +64,44 @@ fn end(identity: &Identity, ip: std::net::IpAddr) -> String {
     format!("{identity} ({ip})")
 }
 
+/// The `INCOMPLETE:` block: what could decide the verdict but was not
+/// loaded. Printed first, so the verdict is never read without it.
+fn incomplete(out: &mut String, explanation: &Explanation) {
+    let count = explanation.incomplete.len() as u64 + explanation.incomplete_unlisted;
+    let objects = if count == 1 { "object" } else { "objects" };
+    let _ = writeln!(
+        out,
+        "INCOMPLETE: the verdict may be wrong: {count} {objects} that could decide it could not be loaded"
+    );
+    for object in &explanation.incomplete {
+        let _ = writeln!(
+            out,
+            "  - {object}: {} ({})",
+            object.reason, object.relevance
+        );
+    }
+    if explanation.incomplete_unlisted > 0 {
+        let _ = writeln!(
+            out,
+            "  - {} more, not listed",
+            explanation.incomplete_unlisted
+        );
+    }
+}
+
 /// The text form.
 pub fn render(explanation: &Explanation) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "verdict: {}", explanation.verdict);
+    if explanation.is_complete() {
+        let _ = writeln!(out, "verdict: {}", explanation.verdict);
+    } else {
+        incomplete(&mut out, explanation);
+        let _ = writeln!(
+            out,
+            "verdict: {} (INCOMPLETE: as far as the loaded objects say)",
+            explanation.verdict
+        );
+    }
     let _ = writeln!(
         out,
         "flow:    {} -> {} {}/{}",
@@ -108,9 +142,15 @@ pub fn render(explanation: &Explanation) -> String {
             miss.policy, miss.direction, miss.rule, miss.why
         );
     }
-    if !explanation.hints.is_empty() {
+    // The incomplete hint says what the INCOMPLETE block already says.
+    let hints: Vec<_> = explanation
+        .hints
+        .iter()
+        .filter(|hint| hint.code != HintCode::ExplanationIncomplete)
+        .collect();
+    if !hints.is_empty() {
         out.push_str("hints:\n");
-        for hint in &explanation.hints {
+        for hint in hints {
             let _ = writeln!(out, "  - {}: {}", hint.code, hint.message);
         }
     }
@@ -161,5 +201,52 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing in:\n{text}");
         }
+        assert!(!text.contains("INCOMPLETE"), "{text}");
+        let json = serde_json::to_value(as_message(
+            &explain(&View::new(&store), &flow).expect("explains"),
+        ))
+        .expect("json");
+        assert_eq!(json["explanation"]["complete"], true, "{json}");
+    }
+
+    /// An allow computed without a policy that failed to load says
+    /// INCOMPLETE before anything else, and JSON lists what is missing.
+    #[test]
+    fn an_incomplete_explanation_says_so_first() {
+        let mut store = store([
+            mk_namespace("default", &[]),
+            pod(mk_pod("default", "web", "10.244.1.11", &[("app", "web")])),
+            pod(mk_pod("default", "api", "10.244.1.10", &[("app", "api")])),
+        ]);
+        store
+            .apply(crate::enrich::store::WatchEvent::Apply(mk_policy(
+                "default",
+                "isolate-api",
+                "{podSelector: {matchExpressions: [{key: app, operator: in, values: [api]}]}}",
+            )))
+            .expect_err("invalid operator");
+        let flow = Flow {
+            from: "default/web".parse().expect("from"),
+            to: "default/api".parse().expect("to"),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            original: None,
+        };
+        let explanation = explain(&View::new(&store), &flow).expect("explains");
+        let text = render(&explanation);
+        assert!(text.starts_with("INCOMPLETE: "), "{text}");
+        for want in [
+            "  - NetworkPolicy default/isolate-api: spec.podSelector.matchExpressions[0].operator",
+            "verdict: allow (INCOMPLETE",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in:\n{text}");
+        }
+        assert!(!text.contains("policy_allows"), "{text}");
+        let json = serde_json::to_value(as_message(&explanation)).expect("json");
+        let explanation = &json["explanation"];
+        assert!(explanation.get("complete").is_none(), "{json}");
+        assert_eq!(explanation["incomplete"][0]["kind"], "NetworkPolicy");
+        assert_eq!(explanation["incomplete"][0]["name"], "isolate-api");
+        assert_eq!(explanation["hints"][0]["code"], "explanation_incomplete");
     }
 }

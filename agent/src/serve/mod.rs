@@ -26,7 +26,7 @@ use tonic::transport::server::Router;
 
 pub use self::{
     listen::{DEFAULT_SOCKET, Listen},
-    service::Observer,
+    service::{Observer, StatusReport},
     status::{AgentState, KernelInfo, MetadataSource, MetadataState},
     tls::{ReloadingConfig, TlsError, TlsFiles},
 };
@@ -118,6 +118,19 @@ impl Server {
         observer: Observer,
         ready: watch::Receiver<Readiness>,
     ) -> Result<Self, Error> {
+        Self::bind_with(config, listen, observer, ready, &[], |router| router).await
+    }
+
+    /// [`Server::bind`] with more services: `add` adds them to the router,
+    /// `names` are their health-check names (serving with the Observer).
+    pub async fn bind_with(
+        config: &ServeConfig,
+        listen: Listen,
+        observer: Observer,
+        ready: watch::Receiver<Readiness>,
+        names: &'static [&'static str],
+        add: impl FnOnce(Router) -> Router,
+    ) -> Result<Self, Error> {
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(ReloadingConfig::new(files.clone())?)),
             None if !listen.is_local() => {
@@ -146,7 +159,7 @@ impl Server {
             }
             Incoming::Unix(_) => listen,
         };
-        let router = routes(observer, ready)?;
+        let router = add(routes(observer, ready, names)?);
         Ok(Self {
             router,
             listen,
@@ -280,7 +293,11 @@ fn log_refused(peer: SocketAddr, why: &str) {
 }
 
 /// The Observer, health and reflection services on one router.
-fn routes(observer: Observer, mut ready: watch::Receiver<Readiness>) -> Result<Router, Error> {
+fn routes(
+    observer: Observer,
+    mut ready: watch::Receiver<Readiness>,
+    names: &'static [&'static str],
+) -> Result<Router, Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(async move {
         loop {
@@ -290,7 +307,10 @@ fn routes(observer: Observer, mut ready: watch::Receiver<Readiness>) -> Result<R
             } else {
                 tonic_health::ServingStatus::NotServing
             };
-            for service in ["", dropscope_proto::OBSERVER_SERVICE] {
+            for service in ["", dropscope_proto::OBSERVER_SERVICE]
+                .into_iter()
+                .chain(names.iter().copied())
+            {
                 health.set_service_status(service, status).await;
             }
             if ready.changed().await.is_err() {

@@ -1,7 +1,7 @@
 //! The `dropscope.v1.Observer` service: requests in, checked at the edge;
 //! errors become `tonic::Status` in one function ([`status_of`]).
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
 use dropscope_proto::v1::{self, observer_server};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -15,17 +15,44 @@ use crate::{
     fanout::Hub,
 };
 
-/// The service: the hub to read and the agent's state to report.
+/// What `GetStatus` reports for a server that is not an agent (a
+/// collector: its nodes' reports, summed).
+pub trait StatusReport: Send + Sync {
+    /// The answer now.
+    fn report(&self, hub: &Hub) -> v1::GetStatusResponse;
+}
+
+/// Whose API this is.
+#[derive(Clone)]
+enum Source {
+    /// An agent: its kernel, its tracker, its metadata.
+    Agent(AgentState),
+    /// A collector: events of many nodes, no kernel or metadata of its own.
+    Collector(Arc<dyn StatusReport>),
+}
+
+/// The service: the hub to read and the state to report.
 #[derive(Clone)]
 pub struct Observer {
     hub: Hub,
-    state: AgentState,
+    source: Source,
 }
 
 impl Observer {
-    /// Serves `hub` and reports `state`.
+    /// Serves `hub` and reports the agent's `state`.
     pub fn new(hub: Hub, state: AgentState) -> Self {
-        Self { hub, state }
+        Self {
+            hub,
+            source: Source::Agent(state),
+        }
+    }
+
+    /// Serves a collector's `hub`, reporting with `report`.
+    pub fn for_collector(hub: Hub, report: Arc<dyn StatusReport>) -> Self {
+        Self {
+            hub,
+            source: Source::Collector(report),
+        }
     }
 }
 
@@ -50,6 +77,7 @@ fn peer_of<T>(request: &Request<T>) -> String {
 /// Why an RPC failed, as a gRPC status (the one place errors are mapped).
 enum Failure {
     NoMetadata,
+    Collector,
     BadArgument { field: &'static str, why: String },
     Explain(explain::Error),
 }
@@ -58,6 +86,9 @@ fn status_of(failure: Failure) -> Status {
     match failure {
         Failure::NoMetadata => Status::failed_precondition(
             "this agent has no cluster metadata: start it with --snapshot FILE or --kubernetes",
+        ),
+        Failure::Collector => Status::failed_precondition(
+            "a collector explains nothing itself: ask the agent of the node (dropscope explain --server ...), or run dropscope explain --snapshot FILE",
         ),
         Failure::BadArgument { field, why } => Status::invalid_argument(format!("{field}: {why}")),
         Failure::Explain(error @ explain::Error::PodNotFound { .. })
@@ -81,7 +112,11 @@ impl observer_server::Observer for Observer {
     ) -> Result<Response<Self::ObserveStream>, Status> {
         let peer = peer_of(&request);
         let request = request.into_inner();
-        let reasons = self.state.reasons.get();
+        // A collector's nodes may run different kernels: any reason name.
+        let reasons = match &self.source {
+            Source::Agent(state) => state.reasons.get(),
+            Source::Collector(_) => None,
+        };
         let known =
             |name: &str| reasons.is_none_or(|reasons| reasons.iter().any(|known| known == name));
         let plan = Plan::new(&request, &known)?;
@@ -94,7 +129,10 @@ impl observer_server::Observer for Observer {
         &self,
         _request: Request<v1::GetStatusRequest>,
     ) -> Result<Response<v1::GetStatusResponse>, Status> {
-        Ok(Response::new(self.state.report(&self.hub).await))
+        Ok(Response::new(match &self.source {
+            Source::Agent(state) => state.report(&self.hub).await,
+            Source::Collector(report) => report.report(&self.hub),
+        }))
     }
 
     async fn explain(
@@ -103,8 +141,10 @@ impl observer_server::Observer for Observer {
     ) -> Result<Response<v1::ExplainResponse>, Status> {
         let request = request.into_inner();
         let flow = flow_of(&request).map_err(status_of)?;
-        let store = self
-            .state
+        let Source::Agent(state) = &self.source else {
+            return Err(status_of(Failure::Collector));
+        };
+        let store = state
             .metadata
             .get()
             .and_then(|metadata| metadata.store.clone())

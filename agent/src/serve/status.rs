@@ -115,6 +115,7 @@ impl AgentState {
         let now = SystemTime::now();
         let uptime = now.duration_since(self.started).unwrap_or_default();
         v1::GetStatusResponse {
+            nodes: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: self.node.clone(),
             started: Some(convert::timestamp(self.started)),

@@ -16,7 +16,7 @@ use tonic::Code;
 
 use super::*;
 use crate::{
-    cli::connect::Connection,
+    client::Connection,
     enrich::{snapshot, store::Store},
     fanout::FanoutConfig,
     model::{Event, EventKind, Protocol, TrackStatus},

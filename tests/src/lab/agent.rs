@@ -168,6 +168,17 @@ impl Agent {
     }
 
     fn start_with(netns: Option<&Netns>, extra: &[&str]) -> Result<Self> {
+        Self::start_wrapped(netns, &[], extra)
+    }
+
+    /// Like [`Agent::start_in`] with the agent's command run by `wrapper`
+    /// (a program and its arguments, the agent's path and arguments
+    /// following them), as `setpriv` runs a command (see `privilege`).
+    pub(super) fn start_wrapped(
+        netns: Option<&Netns>,
+        wrapper: &[String],
+        extra: &[&str],
+    ) -> Result<Self> {
         let mut defaults: Vec<String> = Vec::new();
         for (flag, value) in [("--sample-interval", "200ms"), ("--idle-timeout", "3s")] {
             if !extra.contains(&flag) {
@@ -201,7 +212,14 @@ impl Agent {
                 defaults.extend([flag.to_owned(), value.to_owned()]);
             }
         }
-        let mut command = Command::new(&binary);
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
         command
             .args(["--log-level", "info", "agent"])
             .args(&defaults)

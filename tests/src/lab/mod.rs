@@ -11,15 +11,21 @@
 //! - `.192/26`: remote nodes ([`Lab::add_remote_node`]), 8 addresses each.
 
 mod agent;
+pub mod bpf_objects;
 mod cgroup;
 pub mod client;
 mod cluster;
+pub mod collector;
 mod cpu_limit;
+pub mod dns_wire;
 mod netns;
 mod nft;
+pub mod privilege;
 mod process;
 mod remote;
 mod traffic;
+mod veth_pair;
+mod void;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -31,12 +37,15 @@ use anyhow::{Context, Result};
 pub use agent::{Agent, DropView, json_u64};
 pub use cgroup::{Cgroup, PodCgroup, v2_root as cgroup_v2_root};
 pub use cluster::{Cluster, Snapshot};
+pub use collector::{Collector, Relay, SocketPath};
 pub use cpu_limit::CpuLimit;
 pub use netns::Netns;
 pub use nft::Nft;
 pub use process::{LabClient, LabProcess, spawn_entered};
 pub use remote::RemoteNode;
 pub use traffic::{TcpOutcome, connect_tcp, send_udp};
+pub use veth_pair::VethPair;
+pub use void::Void;
 
 /// True when the kernel has a BPF program with this id
 /// (`BPF_PROG_GET_FD_BY_ID`).

@@ -1,9 +1,11 @@
 //! The explain suites: NetworkPolicy semantics (one row per rule of the
-//! reference) and the traps the hints must name.
+//! reference), the traps the hints must name, and what makes an
+//! explanation incomplete.
 
 mod cluster;
 mod equivalence;
 mod fixtures;
+mod incomplete;
 mod semantics;
 mod semantics_ports;
 mod traps;

@@ -57,6 +57,7 @@ impl<'e> EventView<'e> {
             Some(Payload::Drop(drop)) => (EventKind::Drop as i32, Some(drop), None),
             Some(Payload::Incident(incident)) => (EventKind::Incident as i32, None, Some(incident)),
             Some(Payload::Loss(_)) => (EventKind::Loss as i32, None, None),
+            Some(Payload::NodeState(_)) => (EventKind::NodeState as i32, None, None),
             None => (event.kind, None, None),
         };
         let drops = match (drop, incident) {

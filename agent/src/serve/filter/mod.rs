@@ -77,10 +77,11 @@ impl Filters {
         })
     }
 
-    /// True when `event` is to be sent: a `LossEvent`, or an event that
-    /// matches the allow list (when there is one) and no deny filter.
+    /// True when `event` is to be sent: a `LossEvent` or a `NodeState`
+    /// (both say what the stream may be missing), or an event that matches
+    /// the allow list (when there is one) and no deny filter.
     pub fn matches(&self, event: &Event) -> bool {
-        if matches!(event.event, Some(Payload::Loss(_)))
+        if matches!(event.event, Some(Payload::Loss(_) | Payload::NodeState(_)))
             || (self.allow.is_empty() && self.deny.is_empty())
         {
             return true;

@@ -1,4 +1,5 @@
-//! A gRPC channel to an agent's API for the client commands: over a Unix
+//! A gRPC channel to a dropscope server (an agent's or a collector's API), for
+//! the client commands and the agent's export to a collector: over a Unix
 //! socket, plaintext TCP, or TLS (optionally with a client certificate).
 
 use std::{
