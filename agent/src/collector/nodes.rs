@@ -11,7 +11,11 @@ use std::{
 
 use dropscope_proto::v1;
 
-use crate::{convert, fanout::Hub, serve::StatusReport};
+use crate::{
+    convert,
+    fanout::Hub,
+    serve::{StatusReport, status},
+};
 
 /// One node's agent as the collector knows it.
 #[derive(Clone, Debug)]
@@ -159,24 +163,8 @@ impl StatusReport for Nodes {
                     drops,
                 })
                 .collect(),
-            history: Some(v1::HistoryStatus {
-                capacity: history.capacity as u64,
-                held: history.held as u64,
-                evicted: history.evicted,
-                oldest: history.oldest.map(convert::timestamp),
-            }),
-            subscribers: hub
-                .subscribers()
-                .into_iter()
-                .map(|subscriber| v1::SubscriberStatus {
-                    id: subscriber.id,
-                    peer: subscriber.peer,
-                    since: Some(convert::timestamp(subscriber.since)),
-                    sent_events: subscriber.sent_events,
-                    lost_events: subscriber.lost_events,
-                    lost_drops: subscriber.lost_drops,
-                })
-                .collect(),
+            history: Some(status::history_status(hub)),
+            subscribers: status::subscriber_statuses(hub),
             ready: true,
             incidents: Some(incidents),
             nodes: nodes.values().map(|node| node.state.clone()).collect(),

@@ -5,6 +5,7 @@
 //! be loaded ([`skipped`]).
 
 pub mod cgroup;
+pub mod change;
 pub mod object;
 pub mod policy;
 pub mod skipped;

@@ -15,8 +15,8 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use super::{
+    change::{HashSet, Kind, Object},
     object::Key,
-    store::{HashSet, Kind, Object},
 };
 
 /// How many skipped objects are remembered by name (the rest are counted).

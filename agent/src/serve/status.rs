@@ -81,7 +81,6 @@ impl AgentState {
         let stats = track.kernel;
         let sockets = track.sockets;
         let history = hub.history();
-        let subscribers = hub.subscribers();
         // Every reader since start, closed ones included.
         let (lost_events, lost_drops) = hub.subscriber_losses();
         let loss = |source: v1::LossSource, events, drops| v1::LossCount {
@@ -143,23 +142,8 @@ impl AgentState {
             active_flows: track.active_flows,
             losses,
             metadata: Some(self.metadata_status().await),
-            history: Some(v1::HistoryStatus {
-                capacity: history.capacity as u64,
-                held: history.held as u64,
-                evicted: history.evicted,
-                oldest: history.oldest.map(convert::timestamp),
-            }),
-            subscribers: subscribers
-                .into_iter()
-                .map(|subscriber| v1::SubscriberStatus {
-                    id: subscriber.id,
-                    peer: subscriber.peer,
-                    since: Some(convert::timestamp(subscriber.since)),
-                    sent_events: subscriber.sent_events,
-                    lost_events: subscriber.lost_events,
-                    lost_drops: subscriber.lost_drops,
-                })
-                .collect(),
+            history: Some(history_status(hub)),
+            subscribers: subscriber_statuses(hub),
             ready: self.ready.borrow().is_ready(),
             incidents: Some(incident_status(&track)),
         }
@@ -184,6 +168,32 @@ impl AgentState {
             objects,
         }
     }
+}
+
+/// The hub's history, for `GetStatus` (an agent's or a collector's).
+pub fn history_status(hub: &Hub) -> v1::HistoryStatus {
+    let history = hub.history();
+    v1::HistoryStatus {
+        capacity: history.capacity as u64,
+        held: history.held as u64,
+        evicted: history.evicted,
+        oldest: history.oldest.map(convert::timestamp),
+    }
+}
+
+/// The hub's open readers, for `GetStatus`.
+pub fn subscriber_statuses(hub: &Hub) -> Vec<v1::SubscriberStatus> {
+    hub.subscribers()
+        .into_iter()
+        .map(|subscriber| v1::SubscriberStatus {
+            id: subscriber.id,
+            peer: subscriber.peer,
+            since: Some(convert::timestamp(subscriber.since)),
+            sent_events: subscriber.sent_events,
+            lost_events: subscriber.lost_events,
+            lost_drops: subscriber.lost_drops,
+        })
+        .collect()
 }
 
 /// The incident side's counters, from the tracker's latest status.
