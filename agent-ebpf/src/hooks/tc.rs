@@ -45,6 +45,23 @@ struct Transport {
     flags: u8,
 }
 
+/// A `T` at `offset` of the packet: read in place when the bytes are in
+/// the linear part of the skb (the usual case for headers; bounds checked
+/// against `data_end`, as the verifier requires), else copied with
+/// `bpf_skb_load_bytes`.
+#[inline(always)]
+fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, i32> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() <= end {
+        // SAFETY: `start + offset .. + size_of::<T>()` lies within the
+        // packet's linear data, checked against `data_end` just above.
+        Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+    } else {
+        ctx.load(offset).map_err(|_| -1)
+    }
+}
+
 /// Looks at one packet in `direction`.
 #[inline(always)]
 pub fn on_packet(ctx: &TcContext, direction: u8) -> Result<(), i32> {
@@ -65,7 +82,9 @@ pub fn on_packet(ctx: &TcContext, direction: u8) -> Result<(), i32> {
     if tuple.dst_port == DNS_PORT {
         remember_client(tuple);
         dns(ctx, &transport, direction, ifindex);
-    } else if tuple.src_port == DNS_PORT || is_dns_client(tuple, direction) {
+    } else if tuple.src_port == DNS_PORT
+        || (tuple.protocol == proto::UDP && is_dns_client(tuple, direction))
+    {
         dns(ctx, &transport, direction, ifindex);
     }
     Ok(())
@@ -114,15 +133,15 @@ fn is_dns_client(tuple: &Tuple, direction: u8) -> bool {
 fn transport(ctx: &TcContext, ethertype: u16) -> Result<Option<Transport>, i32> {
     let mut tuple = Tuple::default();
     let l4 = if ethertype == ETH_P_IP {
-        let version_ihl: u8 = ctx.load(ETH_HEADER).map_err(|_| -1)?;
-        let fragment: u16 = u16::from_be(ctx.load(ETH_HEADER + 6).map_err(|_| -1)?);
+        let version_ihl: u8 = read(ctx, ETH_HEADER)?;
+        let fragment: u16 = u16::from_be(read(ctx, ETH_HEADER + 6)?);
         // Only first fragments carry the transport header.
         if fragment & 0x1fff != 0 {
             return Ok(None);
         }
-        tuple.protocol = ctx.load(ETH_HEADER + 9).map_err(|_| -1)?;
-        let saddr: [u8; 4] = ctx.load(ETH_HEADER + 12).map_err(|_| -1)?;
-        let daddr: [u8; 4] = ctx.load(ETH_HEADER + 16).map_err(|_| -1)?;
+        tuple.protocol = read(ctx, ETH_HEADER + 9)?;
+        let saddr: [u8; 4] = read(ctx, ETH_HEADER + 12)?;
+        let daddr: [u8; 4] = read(ctx, ETH_HEADER + 16)?;
         tuple.src_addr[..4].copy_from_slice(&saddr);
         tuple.dst_addr[..4].copy_from_slice(&daddr);
         tuple.family = FAMILY_IPV4;
@@ -130,19 +149,19 @@ fn transport(ctx: &TcContext, ethertype: u16) -> Result<Option<Transport>, i32> 
     } else if ethertype == ETH_P_IPV6 {
         // The transport header right after the fixed header only: packets
         // with extension headers are not followed.
-        tuple.protocol = ctx.load(ETH_HEADER + 6).map_err(|_| -1)?;
-        tuple.src_addr = ctx.load(ETH_HEADER + 8).map_err(|_| -1)?;
-        tuple.dst_addr = ctx.load(ETH_HEADER + 24).map_err(|_| -1)?;
+        tuple.protocol = read(ctx, ETH_HEADER + 6)?;
+        tuple.src_addr = read(ctx, ETH_HEADER + 8)?;
+        tuple.dst_addr = read(ctx, ETH_HEADER + 24)?;
         tuple.family = FAMILY_IPV6;
         ETH_HEADER + 40
     } else {
         return Ok(None);
     };
-    let ports: [u8; 4] = ctx.load(l4).map_err(|_| -1)?;
+    let ports: [u8; 4] = read(ctx, l4)?;
     tuple.src_port = u16::from_be_bytes([ports[0], ports[1]]);
     tuple.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
     let (payload, flags) = if tuple.protocol == proto::TCP {
-        let offset_flags: [u8; 2] = ctx.load(l4 + 12).map_err(|_| -1)?;
+        let offset_flags: [u8; 2] = read(ctx, l4 + 12)?;
         (l4 + usize::from(offset_flags[0] >> 4) * 4, offset_flags[1])
     } else if tuple.protocol == proto::UDP {
         (l4 + 8, 0)
