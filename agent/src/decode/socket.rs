@@ -88,8 +88,8 @@ impl SocketDecoder {
         let outcome = match (raw.outcome, socket_error) {
             (abi::CONNECT_ESTABLISHED, _) => Some(ConnectOutcome::Established),
             (_, 0) => None,
-            (_, ETIMEDOUT) => Some(ConnectOutcome::TimedOut),
-            (_, ECONNREFUSED) => Some(ConnectOutcome::Refused),
+            (_, libc::ETIMEDOUT) => Some(ConnectOutcome::TimedOut),
+            (_, libc::ECONNREFUSED) => Some(ConnectOutcome::Refused),
             _ => Some(ConnectOutcome::Unreachable),
         };
         let asked = match pending.asked.family {
@@ -172,9 +172,6 @@ impl SocketDecoder {
         Interface { ifindex, name }
     }
 }
-
-const ETIMEDOUT: i32 = 110;
-const ECONNREFUSED: i32 = 111;
 
 /// The name of interface `ifindex` in the agent's network namespace.
 fn interface_name(ifindex: u32) -> Option<String> {

@@ -17,34 +17,19 @@ use super::{
 /// The name of an errno a failed connect reports.
 pub fn errno_name(errno: i32) -> Option<&'static str> {
     Some(match errno {
-        libc_errno::EPERM => "EPERM",
-        libc_errno::EACCES => "EACCES",
-        libc_errno::ENETUNREACH => "ENETUNREACH",
-        libc_errno::ENETDOWN => "ENETDOWN",
-        libc_errno::ECONNABORTED => "ECONNABORTED",
-        libc_errno::ECONNRESET => "ECONNRESET",
-        libc_errno::ETIMEDOUT => "ETIMEDOUT",
-        libc_errno::ECONNREFUSED => "ECONNREFUSED",
-        libc_errno::EHOSTDOWN => "EHOSTDOWN",
-        libc_errno::EHOSTUNREACH => "EHOSTUNREACH",
-        libc_errno::EPROTO => "EPROTO",
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EPROTO => "EPROTO",
         _ => return None,
     })
-}
-
-/// Linux errno numbers (the same on every architecture dropscope runs on).
-mod libc_errno {
-    pub const EPERM: i32 = 1;
-    pub const EACCES: i32 = 13;
-    pub const EPROTO: i32 = 71;
-    pub const ENETDOWN: i32 = 100;
-    pub const ENETUNREACH: i32 = 101;
-    pub const ECONNABORTED: i32 = 103;
-    pub const ECONNRESET: i32 = 104;
-    pub const ETIMEDOUT: i32 = 110;
-    pub const ECONNREFUSED: i32 = 111;
-    pub const EHOSTDOWN: i32 = 112;
-    pub const EHOSTUNREACH: i32 = 113;
 }
 
 impl Incident {
