@@ -23,7 +23,12 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use dropscope_e2e::{
     Agent, Lab,
-    lab::{Netns, client::rss_bytes, send_udp},
+    lab::{
+        Netns,
+        client::rss_bytes,
+        cpu_clock::{CpuClock, median_and_spread},
+        send_udp,
+    },
 };
 use serde_json::{Value, json};
 
@@ -389,53 +394,6 @@ fn paced(netns: &Netns, target: SocketAddr, rate: u32, length: Duration) -> Resu
         }
         Ok(())
     })?
-}
-
-/// A process's CPU time over a span, from /proc.
-struct CpuClock {
-    pid: u32,
-    started: Instant,
-    ticks: u64,
-}
-
-impl CpuClock {
-    fn start(pid: u32) -> Result<Self> {
-        Ok(Self {
-            pid,
-            started: Instant::now(),
-            ticks: cpu_ticks(pid)?,
-        })
-    }
-
-    /// Percent of one core used since start.
-    fn percent(&self) -> Result<f64> {
-        let ticks = cpu_ticks(self.pid)? - self.ticks;
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(100.0 * ticks as f64 / per_second / self.started.elapsed().as_secs_f64())
-    }
-}
-
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command (which may hold spaces), from field 3 on.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn median_and_spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some((
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    ))
 }
 
 fn report(

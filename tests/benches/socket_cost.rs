@@ -5,10 +5,11 @@
 //!
 //! 1. Traffic over a veth pair whose near end the agent's tc programs watch
 //!    (`VethPair`, the agent started in `near`, servers in `far`): TCP bulk
-//!    throughput (one connection, 1 MiB writes, sender and receiver each
-//!    pinned to a core), TCP connect rate (4 clients, one short connection
+//!    throughput (one connection, 1 MiB writes, sender and receiver pinned
+//!    to one core), TCP connect rate (4 clients, one short connection
 //!    after another, the server closing first: SYN handling and the socket
-//!    tracepoints) and DNS request/response rate to port 53 (4 clients;
+//!    tracepoints; over IPv4 and over IPv6, for `connect6`) and DNS
+//!    request/response rate to port 53 (4 clients;
 //!    every packet goes to user space). Each with no agent (the baseline),
 //!    the agent, and the agent with `--bpf-stats`, in interleaved rounds
 //!    whose order rotates; ratios to the same round's baseline, median and
@@ -51,6 +52,7 @@ use dropscope_e2e::{
         LabClient, Netns, VethPair, Void,
         bpf_objects::{MapInfo, maps_of, programs_of},
         client::{self, rss_bytes, wait_until},
+        cpu_clock::{CpuClock, median_and_spread},
         dns_wire,
     },
 };
@@ -81,7 +83,7 @@ impl Scale {
         } else {
             Self {
                 quick,
-                rounds: 5,
+                rounds: 7,
                 load: Duration::from_secs(3),
                 latency_samples: 100,
                 held: 100_000,
@@ -143,16 +145,18 @@ impl Setup {
 enum Load {
     Bulk,
     Connects,
+    Connects6,
     Dns,
 }
 
 impl Load {
-    const ALL: [Self; 3] = [Self::Bulk, Self::Connects, Self::Dns];
+    const ALL: [Self; 4] = [Self::Bulk, Self::Connects, Self::Connects6, Self::Dns];
 
     fn name(self) -> &'static str {
         match self {
-            Self::Bulk => "TCP bulk, 1 connection",
+            Self::Bulk => "TCP bulk, 1 connection, 1 core",
             Self::Connects => "TCP connects, 4 clients",
+            Self::Connects6 => "TCP connects over IPv6, 4 clients",
             Self::Dns => "DNS over UDP to port 53, 4 clients",
         }
     }
@@ -160,7 +164,7 @@ impl Load {
     fn unit(self) -> &'static str {
         match self {
             Self::Bulk => "Gbit/s",
-            Self::Connects => "connections/s",
+            Self::Connects | Self::Connects6 => "connections/s",
             Self::Dns => "queries/s",
         }
     }
@@ -169,7 +173,7 @@ impl Load {
     fn show_rate(self, per_second: f64) -> f64 {
         match self {
             Self::Bulk => per_second * 8.0 / 1e9,
-            Self::Connects | Self::Dns => per_second,
+            Self::Connects | Self::Connects6 | Self::Dns => per_second,
         }
     }
 
@@ -177,7 +181,7 @@ impl Load {
     fn operation(self) -> &'static str {
         match self {
             Self::Bulk => "MiB",
-            Self::Connects => "connection",
+            Self::Connects | Self::Connects6 => "connection",
             Self::Dns => "query",
         }
     }
@@ -186,7 +190,7 @@ impl Load {
     fn operations(self, counted: u64) -> f64 {
         match self {
             Self::Bulk => counted as f64 / 1_048_576.0,
-            Self::Connects | Self::Dns => counted as f64,
+            Self::Connects | Self::Connects6 | Self::Dns => counted as f64,
         }
     }
 }
@@ -409,10 +413,11 @@ struct Run {
 fn start_servers(far: &Netns) -> Result<()> {
     // Sockets belong to the namespace they were made in, whichever thread
     // serves them later.
-    let (bulk, short, dns) = far.enter(|| -> Result<_> {
+    let (bulk, short, short6, dns) = far.enter(|| -> Result<_> {
         Ok((
             TcpListener::bind((VethPair::FAR, BULK_PORT))?,
             TcpListener::bind((VethPair::FAR, SHORT_PORT))?,
+            TcpListener::bind((VethPair::FAR6, SHORT_PORT))?,
             UdpSocket::bind((VethPair::FAR, DNS_PORT))?,
         ))
     })??;
@@ -423,12 +428,14 @@ fn start_servers(far: &Netns) -> Result<()> {
     });
     // Two threads answer each, so neither server is the bottleneck.
     for _ in 0..2 {
-        let short = short.try_clone()?;
-        std::thread::spawn(move || {
-            for accepted in short.incoming() {
-                drop(accepted);
-            }
-        });
+        for listener in [&short, &short6] {
+            let listener = listener.try_clone()?;
+            std::thread::spawn(move || {
+                for accepted in listener.incoming() {
+                    drop(accepted);
+                }
+            });
+        }
         let dns = dns.try_clone()?;
         std::thread::spawn(move || {
             let mut buffer = vec![0; 2048];
@@ -444,8 +451,9 @@ fn start_servers(far: &Netns) -> Result<()> {
 
 /// Reads until the client's end, then closes (the client waits for that).
 fn drain(mut stream: TcpStream) {
-    // Best effort: a failed pin only makes the bulk figures noisier.
-    let _ = pin_to_cpu(1);
+    // On the sender's core (see `bulk`). Best effort: a failed pin only
+    // makes the bulk figures noisier.
+    let _ = pin_to_cpu(0);
     let mut buffer = vec![0; 1 << 20];
     while let Ok(read) = stream.read(&mut buffer) {
         if read == 0 {
@@ -473,7 +481,8 @@ fn run_load(near: &Netns, load: Load, length: Duration, names: &mut u64) -> Resu
             let first = first_name + index as u64 * 10_000_000;
             std::thread::spawn(move || -> Result<Run> {
                 near.enter(move || match load {
-                    Load::Connects => connects(length),
+                    Load::Connects => connects((VethPair::FAR, SHORT_PORT).into(), length),
+                    Load::Connects6 => connects((VethPair::FAR6, SHORT_PORT).into(), length),
                     Load::Dns | Load::Bulk => dns_exchanges(length, first),
                 })?
             })
@@ -497,8 +506,13 @@ fn run_load(near: &Netns, load: Load, length: Duration, names: &mut u64) -> Resu
 }
 
 fn bulk(length: Duration) -> Result<Run> {
-    // The sender (and the receiving stack, run in its softirq) on one core,
-    // the receiver's copy on the other: the same placement in every run.
+    // Sender and receiver on one core: every segment then goes through
+    // one CPU's backlog, in order, and the stream is bound by that core,
+    // so what the hooks cost shows in full. Spread over two cores, the
+    // sender's segments and those sent while ACKs are processed on the
+    // receiver's core meet out of order, and the stream is bound by
+    // spurious retransmissions (70k–110k per 3 s here), which programs on
+    // the path change as a side effect.
     pin_to_cpu(0)?;
     let mut stream = TcpStream::connect((VethPair::FAR, BULK_PORT)).context("bulk connect")?;
     let chunk = vec![0x5a_u8; 1 << 20];
@@ -519,8 +533,7 @@ fn bulk(length: Duration) -> Result<Run> {
     })
 }
 
-fn connects(length: Duration) -> Result<Run> {
-    let to = SocketAddr::from((VethPair::FAR, SHORT_PORT));
+fn connects(to: SocketAddr, length: Duration) -> Result<Run> {
     let started = Instant::now();
     let mut count = 0u64;
     let mut byte = [0u8; 1];
@@ -1136,53 +1149,6 @@ fn rss_anon_bytes(pid: u32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
-/// A process's CPU time over a span, from /proc.
-struct CpuClock {
-    pid: u32,
-    started: Instant,
-    ticks: u64,
-}
-
-impl CpuClock {
-    fn start(pid: u32) -> Result<Self> {
-        Ok(Self {
-            pid,
-            started: Instant::now(),
-            ticks: cpu_ticks(pid)?,
-        })
-    }
-
-    /// Percent of one core used since start.
-    fn percent(&self) -> Result<f64> {
-        let ticks = cpu_ticks(self.pid)? - self.ticks;
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(100.0 * ticks as f64 / per_second / self.started.elapsed().as_secs_f64())
-    }
-}
-
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-/// Median, min and max.
-fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some((
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    ))
-}
-
 fn spread_json(value: Option<(f64, f64, f64)>) -> Value {
     value.map_or(
         Value::Null,
@@ -1236,7 +1202,11 @@ fn report(
                 cpu.extend(sample.agent_cpu);
                 lost += sample.lost;
             }
-            let (rate, ratio, cpu) = (spread(&mut rates), spread(&mut ratios), spread(&mut cpu));
+            let (rate, ratio, cpu) = (
+                median_and_spread(&mut rates),
+                median_and_spread(&mut ratios),
+                median_and_spread(&mut cpu),
+            );
             println!(
                 "| {} | {} | {} {} | {} | {} |",
                 load.name(),
@@ -1289,7 +1259,7 @@ fn report(
                 // Never ran during this load.
                 continue;
             }
-            let (ns, per_op) = (spread(&mut ns), spread(&mut per_op));
+            let (ns, per_op) = (median_and_spread(&mut ns), median_and_spread(&mut per_op));
             println!(
                 "| {} | {name} | {} | {} per {} |",
                 load.name(),
@@ -1320,6 +1290,9 @@ fn report(
         (Load::Connects, "connect records", |seen: &Seen| {
             seen.connect_records
         }),
+        (Load::Connects6, "connects tracked", |seen: &Seen| {
+            seen.connects_tracked
+        }),
         (Load::Dns, "DNS messages read", |seen: &Seen| {
             seen.dns_records
         }),
@@ -1331,7 +1304,7 @@ fn report(
             per_op.push(count(seen) as f64 / (sample.counted + sample.lost) as f64);
             ring_full += seen.connect_ring_full + seen.dns_ring_full;
         }
-        let per_op = spread(&mut per_op);
+        let per_op = median_and_spread(&mut per_op);
         println!(
             "| {} | {what} | {} per {} | {ring_full} |",
             load.name(),

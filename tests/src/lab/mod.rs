@@ -16,6 +16,7 @@ mod cgroup;
 pub mod client;
 mod cluster;
 pub mod collector;
+pub mod cpu_clock;
 mod cpu_limit;
 pub mod dns_wire;
 mod netns;

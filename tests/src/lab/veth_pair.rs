@@ -4,12 +4,12 @@
 //! traffic over it. An agent started in `near` ([`super::Agent::start_in`])
 //! attaches its tc programs to `near`'s end, `eth0`.
 //!
-//! Addresses come from 198.18.0.0/15 (RFC 2544, benchmarking), which no
-//! lab uses; each pair has namespaces of its own, so pairs never meet. Both
-//! namespaces are deleted on drop.
+//! Addresses come from the benchmarking ranges, 198.18.0.0/15 (RFC 2544)
+//! and 2001:2::/48 (RFC 5180), which no lab uses; each pair has namespaces
+//! of its own, so pairs never meet. Both namespaces are deleted on drop.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -32,10 +32,15 @@ impl VethPair {
     pub const NEAR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     /// `far`'s address on the link.
     pub const FAR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    /// `near`'s IPv6 address on the link.
+    pub const NEAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+    /// `far`'s IPv6 address on the link.
+    pub const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
     /// Makes `dsv<pid>-<n>-near` and `…-far`, joined by a veth pair whose
     /// ends are both `eth0`, up, with [`Self::NEAR`] and [`Self::FAR`] on a
-    /// /30, and loopback up in each.
+    /// /30 and [`Self::NEAR6`] and [`Self::FAR6`] on a /64 (no duplicate
+    /// address detection: usable at once), and loopback up in each.
     pub fn new() -> Result<Self> {
         let prefix = format!(
             "dsv{}-{}",
@@ -64,9 +69,21 @@ impl VethPair {
             "netns",
             pair.far.name(),
         ])?;
-        for (netns, address) in [(&pair.near, Self::NEAR), (&pair.far, Self::FAR)] {
+        for (netns, address, address6) in [
+            (&pair.near, Self::NEAR, Self::NEAR6),
+            (&pair.far, Self::FAR, Self::FAR6),
+        ] {
             netns.ip(&["link", "set", "lo", "up"])?;
             netns.ip(&["addr", "add", &format!("{address}/30"), "dev", "eth0"])?;
+            netns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{address6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
             netns.ip(&["link", "set", "eth0", "up"])?;
         }
         Ok(pair)
