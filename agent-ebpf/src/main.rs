@@ -36,7 +36,7 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
     let skb: u64 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u64 = ctx.arg(2);
-    hooks::kfree_skb::on_free(skb, location, reason as u32);
+    hooks::kfree_skb::on_free(skb::TypedSkb::new(skb), location, reason as u32);
     0
 }
 
@@ -68,7 +68,11 @@ pub fn kfree_skb_tracepoint(ctx: TracePointContext) -> u32 {
         )
     };
     match fields {
-        (Ok(skb), Ok(location), Ok(reason)) => hooks::kfree_skb::on_free(skb, location, reason),
+        (Ok(skb), Ok(location), Ok(reason)) => hooks::kfree_skb::on_free(
+            skb::CopiedSkb::load(skb, offsets::get()),
+            location,
+            reason,
+        ),
         _ => emit::count(dropscope_abi::Stat::ReadErrors),
     }
     0

@@ -51,6 +51,27 @@ pub struct Scratch {
     pub headers: [u8; 64],
     /// The flow key being built (map helpers take keys in map memory too).
     pub key: FlowKey,
+    /// The flow this CPU counted last (see `aggregate`).
+    pub recent: RecentFlow,
+    /// Both conntrack tuples of a new flow's entry, copied at once, with
+    /// room for the widest field past the copy (see `conntrack`).
+    pub conntrack: [u8; crate::conntrack::CT_WINDOW + 16],
+}
+
+/// A CPU's most recently counted flow: its key, its counter slot, and the
+/// slot's `first_ns` when it was remembered, which proves the slot still
+/// belongs to the flow (user space zeroes it when it retires the flow, and
+/// a slot handed out again gets a new one).
+#[repr(C)]
+pub struct RecentFlow {
+    /// The flow's key.
+    pub key: FlowKey,
+    /// Its counter slot.
+    pub slot: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// `COUNTERS[slot].first_ns` when remembered; 0 remembers nothing.
+    pub first_ns: u64,
 }
 
 /// One [`Scratch`] per CPU.

@@ -1,11 +1,16 @@
 //! From an `sk_buff` to the tuple in its headers (post-NAT: what is on the
 //! wire at the point of the drop), its TCP flags and where it was.
 //!
-//! Reads are the cost of this hook, so they are batched: the per-packet
-//! `sk_buff` fields come from one copy of the window of the struct that holds
-//! them (the agent computes it from BTF), and the IP header with the start of
-//! the L4 header from one 64-byte read. Anything outside falls back to a
-//! read of its own.
+//! Reads are the cost of this hook, so they are as cheap as the hook
+//! allows. Under `tp_btf` the program's argument is a BTF-typed pointer and
+//! the offsets live in frozen `.rodata`, so the verifier sees constants and
+//! lets the program load the per-packet fields directly ([`TypedSkb`]: one
+//! plain load each, no helper call). The classic tracepoint hands over a
+//! bare address: there the fields come from one copy of the window of the
+//! struct that holds them (the agent computes it from BTF), with a read of
+//! its own for anything outside ([`CopiedSkb`]). Either way the IP header
+//! and the start of the L4 header come from one 40-byte read (IPv4 without
+//! options), or a second one of 24 bytes (IPv6, IPv4 options).
 
 use dropscope_abi::{FAMILY_IPV4, FAMILY_IPV6, KernelOffsets, SKB_WINDOW_MAX, Tuple, proto};
 
@@ -30,19 +35,73 @@ const HEADER_BYTES: usize = 64;
 /// Mask keeping window indexes inside the scratch buffer.
 const WINDOW_MASK: u32 = SKB_WINDOW_MAX - 1;
 
-/// An `sk_buff`, with its per-packet fields copied in one read.
-pub struct Skb<'a> {
+/// Reads of one `sk_buff`'s fields at load-time offsets, and of the
+/// structs its pointers lead to.
+pub trait SkbFields {
+    /// The field at `offset`; an error when it cannot be read.
+    fn field<T: Copy>(&self, offset: u32) -> Result<T, i32>;
+
+    /// The field at `offset` of the struct at `pointer`, a pointer this
+    /// reader returned (or one read through such a pointer), used straight
+    /// away, never taken back from memory the program wrote.
+    fn deref<T: Copy>(&self, pointer: u64, offset: u32) -> Result<T, i32>;
+}
+
+/// An `sk_buff` the verifier knows the type of (a `tp_btf` argument):
+/// fields are plain loads at constant offsets, which the kernel checks
+/// against the struct's BTF at load time and turns into fault-safe loads.
+pub struct TypedSkb {
+    addr: u64,
+}
+
+impl TypedSkb {
+    /// The skb at `addr`, which must be the BTF-typed program argument.
+    #[inline(always)]
+    pub fn new(addr: u64) -> Self {
+        Self { addr }
+    }
+}
+
+impl SkbFields for TypedSkb {
+    #[inline(always)]
+    fn field<T: Copy>(&self, offset: u32) -> Result<T, i32> {
+        if !offsets::present(offset) {
+            return Err(-1);
+        }
+        // SAFETY: `addr` is the kernel's `struct sk_buff *` argument and
+        // `offset` a field offset from the running kernel's BTF (frozen
+        // `.rodata`): the verifier checks the access against the struct's
+        // layout and the JIT makes it a load that cannot fault. Fields are
+        // naturally aligned.
+        Ok(unsafe { core::ptr::read_volatile((self.addr + offset as u64) as *const T) })
+    }
+
+    #[inline(always)]
+    fn deref<T: Copy>(&self, pointer: u64, offset: u32) -> Result<T, i32> {
+        if !offsets::present(offset) {
+            return Err(-1);
+        }
+        // SAFETY: as in `field`: a pointer loaded from a typed struct is
+        // typed too (the verifier follows the member's BTF type), so the
+        // load is checked against that struct and cannot fault.
+        Ok(unsafe { core::ptr::read_volatile((pointer + offset as u64) as *const T) })
+    }
+}
+
+/// An `sk_buff` at a bare address (the classic tracepoint), with its
+/// per-packet fields copied in one read.
+pub struct CopiedSkb<'a> {
     addr: u64,
     window: Option<&'a [u8; SKB_WINDOW_MAX as usize + 8]>,
     start: u32,
     len: u32,
 }
 
-impl<'a> Skb<'a> {
+impl CopiedSkb<'_> {
     /// Copies the window of `skb` the offsets describe (if any).
     #[inline(always)]
     pub fn load(addr: u64, off: &KernelOffsets) -> Self {
-        let mut skb = Skb {
+        let mut skb = CopiedSkb {
             addr,
             window: None,
             start: off.skb_window_start,
@@ -70,10 +129,12 @@ impl<'a> Skb<'a> {
         }
         skb
     }
+}
 
+impl SkbFields for CopiedSkb<'_> {
     /// The field at `offset`, from the window when it lies inside.
     #[inline(always)]
-    pub fn field<T: Copy>(&self, offset: u32) -> Result<T, i32> {
+    fn field<T: Copy>(&self, offset: u32) -> Result<T, i32> {
         if let Some(window) = self.window
             && offset >= self.start
             && offset - self.start + core::mem::size_of::<T>() as u32 <= self.len
@@ -87,12 +148,17 @@ impl<'a> Skb<'a> {
         }
         read::at(self.addr, offset)
     }
+
+    #[inline(always)]
+    fn deref<T: Copy>(&self, pointer: u64, offset: u32) -> Result<T, i32> {
+        read::at(pointer, offset)
+    }
 }
 
 /// Parses the IP and L4 headers into `tuple` and returns the TCP flags (0
 /// for other protocols); `None` for non-IP or unreadable packets.
 #[inline(always)]
-pub fn packet(skb: &Skb, off: &KernelOffsets, tuple: &mut Tuple) -> Option<u8> {
+pub fn packet(skb: &impl SkbFields, off: &KernelOffsets, tuple: &mut Tuple) -> Option<u8> {
     let head: u64 = skb.field(off.skb_head).ok()?;
     let network: u16 = skb.field(off.skb_network_header).ok()?;
     if head == 0 || network == HEADER_UNSET {
@@ -104,23 +170,28 @@ pub fn packet(skb: &Skb, off: &KernelOffsets, tuple: &mut Tuple) -> Option<u8> {
     // bpf_probe_read_kernel validates the source.
     let headers = unsafe { &mut (*scratch).headers };
     let helper = aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-    // SAFETY: as above. Near the end of the buffer, read just the fixed
-    // IPv6 header, then just the IPv4 one.
-    let full = unsafe { helper(ip as *const u8, &mut headers[..]).is_ok() };
-    let mut valid = HEADER_BYTES;
-    if !full {
-        // Never parse bytes left over from an earlier packet: clear, then
-        // take what can be read.
+    // The first 40 bytes hold an IPv4 header without options and the 14
+    // bytes of L4 it needs; the rest only for IPv6 or IPv4 options. A read
+    // that fails never leaves bytes of an earlier packet to be parsed.
+    // SAFETY: as above.
+    let mut valid = if unsafe { helper(ip as *const u8, &mut headers[..40]).is_ok() } {
+        40
+    } else {
         headers.fill(0);
-        // SAFETY: as above.
-        // SAFETY: as above.
-        valid = if unsafe { helper(ip as *const u8, &mut headers[..40]).is_ok() } {
-            40
-        } else if unsafe { helper(ip as *const u8, &mut headers[..20]).is_ok() } {
+        // SAFETY: as above; near the end of the buffer, just IPv4's header.
+        if unsafe { helper(ip as *const u8, &mut headers[..20]).is_ok() } {
             20
         } else {
             return None;
-        };
+        }
+    };
+    if valid == 40 && headers[0] != 0x45 {
+        // SAFETY: as above.
+        if unsafe { helper((ip + 40) as *const u8, &mut headers[40..]).is_ok() } {
+            valid = HEADER_BYTES;
+        } else {
+            headers[40..].fill(0);
+        }
     }
     let headers: &[u8; HEADER_BYTES] = headers;
     *tuple = Tuple::default();
@@ -191,6 +262,14 @@ fn ipv6(ip: u64, h: &[u8; HEADER_BYTES], valid: usize, tuple: &mut Tuple) -> Opt
 /// the header copy when its `valid` bytes hold them, else read.
 #[inline(always)]
 fn l4_bytes(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], valid: usize) -> Option<[u8; 14]> {
+    // The usual places, IPv4 without options and IPv6 without extension
+    // headers: constant indexes, a few loads instead of a byte loop.
+    if offset == 20 && valid >= 34 {
+        return Some(fixed::<20>(h));
+    }
+    if offset == 40 && valid >= 54 {
+        return Some(fixed::<40>(h));
+    }
     if offset as usize + 14 <= valid {
         let start = (offset & 0x3f) as usize;
         let mut bytes = [0u8; 14];
@@ -209,6 +288,15 @@ fn l4_bytes(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], valid: usize) -> Optio
                 bytes
             })
     })
+}
+
+/// The 14 bytes at the constant `AT` of the header copy.
+#[inline(always)]
+fn fixed<const AT: usize>(h: &[u8; HEADER_BYTES]) -> [u8; 14] {
+    const { assert!(AT + 14 <= HEADER_BYTES) };
+    let mut bytes = [0u8; 14];
+    bytes.copy_from_slice(&h[AT..AT + 14]);
+    bytes
 }
 
 /// Fills ports (or ICMP type/code/id) and returns the TCP flags; leaves
@@ -242,20 +330,20 @@ fn transport(ip: u64, offset: u32, h: &[u8; HEADER_BYTES], valid: usize, tuple: 
 
 /// `skb->len` (0 when unreadable).
 #[inline(always)]
-pub fn len(skb: &Skb, off: &KernelOffsets) -> u32 {
+pub fn len(skb: &impl SkbFields, off: &KernelOffsets) -> u32 {
     skb.field(off.skb_len).unwrap_or(0)
 }
 
 /// `skb->dev`, as an opaque key (0 without a device).
 #[inline(always)]
-pub fn device(skb: &Skb, off: &KernelOffsets) -> u64 {
+pub fn device(skb: &impl SkbFields, off: &KernelOffsets) -> u64 {
     skb.field(off.skb_dev).unwrap_or(0)
 }
 
 /// Devices and network namespace of the skb, for a new flow's record.
 /// Fields the kernel does not have, or that cannot be read, stay 0.
 #[inline(always)]
-pub fn placement(skb: &Skb, off: &KernelOffsets, dev: u64) -> Placement {
+pub fn placement(skb: &impl SkbFields, off: &KernelOffsets) -> Placement {
     let mut placement = Placement {
         ifindex: 0,
         ingress_ifindex: 0,
@@ -264,19 +352,22 @@ pub fn placement(skb: &Skb, off: &KernelOffsets, dev: u64) -> Placement {
     if offsets::present(off.skb_iif) {
         placement.ingress_ifindex = skb.field(off.skb_iif).unwrap_or(0);
     }
+    // The device read afresh (not taken from the flow key), so that under
+    // tp_btf it is still a typed pointer and `deref` a plain load.
+    let dev: u64 = skb.field(off.skb_dev).unwrap_or(0);
     let net: u64 = if dev != 0 {
-        placement.ifindex = read::at(dev, off.dev_ifindex).unwrap_or(0);
-        read::at(dev, off.dev_nd_net).unwrap_or(0)
+        placement.ifindex = skb.deref(dev, off.dev_ifindex).unwrap_or(0);
+        skb.deref(dev, off.dev_nd_net).unwrap_or(0)
     } else if offsets::present(off.skb_sk) {
         match skb.field::<u64>(off.skb_sk) {
-            Ok(sk) if sk != 0 => read::at(sk, off.sk_net).unwrap_or(0),
+            Ok(sk) if sk != 0 => skb.deref(sk, off.sk_net).unwrap_or(0),
             _ => 0,
         }
     } else {
         0
     };
     if net != 0 {
-        placement.netns = read::at(net, off.net_ns_inum).unwrap_or(0);
+        placement.netns = skb.deref(net, off.net_ns_inum).unwrap_or(0);
     }
     placement
 }

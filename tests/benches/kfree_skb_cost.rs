@@ -3,9 +3,9 @@
 //! that only filters (`dropscope agent --hook floor`: the floor of being
 //! attached), bpftrace doing the equivalent per-flow work (Debian's
 //! bpftrace: the tuple read from the headers, counted per flow), and
-//! dropscope. For each path (a repeated drop of a known flow, a free whose
-//! reason is filtered out, the first sight of a flow, a flow beyond the
-//! flow table) it reports the BPF run time per call from the kernel's own
+//! dropscope. For each path (a repeated drop of a known flow, repeated
+//! drops of 100 flows taking turns, a free whose reason is filtered out,
+//! the first sight of a flow, a flow beyond the flow table) it reports the BPF run time per call from the kernel's own
 //! statistics and the drop rate a sender achieves, as a ratio to the same
 //! round's no-tracer rate: median and spread over the rounds. Then the
 //! agent's CPU (% of one core) and RSS at idle, at 1,000 drops/s and during
@@ -27,7 +27,7 @@ use dropscope_e2e::{
         Netns,
         client::rss_bytes,
         cpu_clock::{CpuClock, median_and_spread},
-        send_udp,
+        send_udp, send_udp_interleaved,
     },
 };
 use serde_json::{Value, json};
@@ -56,22 +56,36 @@ impl Tracer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Repeated,
+    Interleaved,
     Filtered,
     FirstSight,
     Overflow,
 }
 
 impl Path {
-    const ALL: [Path; 4] = [
+    const ALL: [Path; 5] = [
         Self::Repeated,
+        Self::Interleaved,
         Self::Filtered,
         Self::FirstSight,
         Self::Overflow,
     ];
 
+    /// Its name on the command line (`--paths repeated,first-sight`).
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Repeated => "repeated",
+            Self::Interleaved => "interleaved",
+            Self::Filtered => "filtered",
+            Self::FirstSight => "first-sight",
+            Self::Overflow => "overflow",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Repeated => "repeated drop of a known flow",
+            Self::Interleaved => "repeated drops, 100 flows taking turns",
             Self::Filtered => "reason filtered out",
             Self::FirstSight => "first sight of a flow",
             Self::Overflow => "beyond the flow table",
@@ -82,7 +96,7 @@ impl Path {
     fn traffic(self, quick: bool) -> (u16, usize) {
         let scale = if quick { 1 } else { 5 };
         match self {
-            Self::Repeated | Self::Filtered => (100, 200 * scale),
+            Self::Repeated | Self::Interleaved | Self::Filtered => (100, 200 * scale),
             Self::FirstSight | Self::Overflow => (2_000 * scale as u16, 1),
         }
     }
@@ -101,8 +115,26 @@ struct Sample {
 }
 
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|arg| arg == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
     let rounds = if quick { 1 } else { 5 };
+    // `--paths a,b`: only those paths (while working on one), no footprint.
+    let only: Option<Vec<Path>> = args
+        .iter()
+        .position(|arg| arg == "--paths")
+        .map(|at| {
+            let list = args.get(at + 1).context("--paths needs a list")?;
+            list.split(',')
+                .map(|flag| {
+                    Path::ALL
+                        .into_iter()
+                        .find(|path| path.flag() == flag)
+                        .with_context(|| format!("unknown path {flag:?}"))
+                })
+                .collect()
+        })
+        .transpose()?;
+    let paths: Vec<Path> = only.clone().unwrap_or(Path::ALL.to_vec());
     let bpftrace = which("bpftrace")?;
     let netfilter_drop = reason_number("NETFILTER_DROP")?;
     // One lab for the whole run (a process may make only a few): each
@@ -122,7 +154,7 @@ fn main() -> Result<()> {
     };
     let mut samples: Vec<(Path, Tracer, usize, Sample)> = Vec::new();
     for round in 0..rounds {
-        for path in Path::ALL {
+        for &path in &paths {
             for tracer in Tracer::ALL {
                 let sample = bench
                     .measure(path, tracer)
@@ -131,8 +163,11 @@ fn main() -> Result<()> {
             }
         }
     }
+    if only.is_some() {
+        return report(&samples, &paths, rounds, None, quick);
+    }
     let footprint = footprint(&bench)?;
-    report(&samples, rounds, &footprint, quick)
+    report(&samples, &paths, rounds, Some(&footprint), quick)
 }
 
 /// The running kernel's number of a drop reason, from the tracepoint's
@@ -185,20 +220,20 @@ impl Bench<'_> {
         match path {
             Path::FirstSight => args.extend(["--flow-slots", "65536", "--ring-bytes", "4194304"]),
             Path::Overflow => args.extend(["--flow-slots", "16"]),
-            Path::Repeated | Path::Filtered => {}
+            Path::Repeated | Path::Interleaved | Path::Filtered => {}
         }
         let (flows, per_flow) = path.traffic(quick);
         let ports: Vec<u16> = (20_000..20_000 + flows).collect();
         let drops = u64::from(flows) * per_flow as u64;
 
         let (seconds, ns_per_call) = match tracer {
-            Tracer::None => (send(self.netns, ports, target, per_flow)?, None),
+            Tracer::None => (send(self.netns, path, ports, target, per_flow)?, None),
             Tracer::Floor | Tracer::Dropscope => {
                 if tracer == Tracer::Floor {
                     args.extend(["--hook", "floor"]);
                 }
                 let agent = Agent::start(&args)?;
-                let seconds = send(self.netns, ports, target, per_flow)?;
+                let seconds = send(self.netns, path, ports, target, per_flow)?;
                 std::thread::sleep(Duration::from_millis(300));
                 let log = agent.stop()?;
                 let line = log
@@ -215,7 +250,7 @@ impl Bench<'_> {
                 };
                 let tracer = Bpftrace::start(bpftrace, reason)?;
                 let at_start = tracer.run_stats()?;
-                let seconds = send(self.netns, ports, target, per_flow)?;
+                let seconds = send(self.netns, path, ports, target, per_flow)?;
                 let at_end = tracer.run_stats()?;
                 let calls = at_end.1.saturating_sub(at_start.1);
                 let ns = at_end.0.saturating_sub(at_start.0);
@@ -232,9 +267,19 @@ impl Bench<'_> {
     }
 }
 
-fn send(netns: &Netns, ports: Vec<u16>, target: SocketAddr, per_flow: usize) -> Result<f64> {
+fn send(
+    netns: &Netns,
+    path: Path,
+    ports: Vec<u16>,
+    target: SocketAddr,
+    per_flow: usize,
+) -> Result<f64> {
     let started = Instant::now();
-    send_udp(netns, ports, target, per_flow)?;
+    if path == Path::Interleaved {
+        send_udp_interleaved(netns, ports, target, per_flow)?;
+    } else {
+        send_udp(netns, ports, target, per_flow)?;
+    }
     Ok(started.elapsed().as_secs_f64())
 }
 
@@ -398,8 +443,9 @@ fn paced(netns: &Netns, target: SocketAddr, rate: u32, length: Duration) -> Resu
 
 fn report(
     samples: &[(Path, Tracer, usize, Sample)],
+    paths: &[Path],
     rounds: usize,
-    footprint: &Footprint,
+    footprint: Option<&Footprint>,
     quick: bool,
 ) -> Result<()> {
     println!(
@@ -408,7 +454,7 @@ fn report(
     println!("|---|---|---:|---:|---:|");
     let rate = |sample: &Sample| sample.drops as f64 / sample.seconds;
     let mut rows = Vec::new();
-    for path in Path::ALL {
+    for &path in paths {
         let floor_ns = {
             let mut values: Vec<f64> = samples
                 .iter()
@@ -462,6 +508,10 @@ fn report(
             }));
         }
     }
+    // A partial run (`--paths`) prints its table and keeps no results.
+    let Some(footprint) = footprint else {
+        return Ok(());
+    };
     println!("| agent | CPU % of a core | RSS MiB | drops |");
     println!("|---|---:|---:|---:|");
     let mut phases = Vec::new();

@@ -90,10 +90,9 @@ pub struct FlowCounters {
     pub packets: u64,
     /// Bytes (`skb->len`) dropped since the slot was taken.
     pub bytes: u64,
-    /// Monotonic ns of the first drop.
+    /// Monotonic ns of the first drop (later drops are dated by user space,
+    /// by the sample that saw `packets` grow).
     pub first_ns: u64,
-    /// Monotonic ns of the latest drop.
-    pub last_ns: u64,
     /// OR of the TCP flags of every dropped packet.
     pub tcp_flags: u64,
 }
@@ -182,6 +181,6 @@ unsafe impl aya::Pod for OverflowBucket {}
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
-const _: () = assert!(core::mem::size_of::<FlowCounters>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowCounters>() == 32);
 const _: () = assert!(core::mem::size_of::<OverflowBucket>() == 48 + 64);
 const _: () = assert!(core::mem::size_of::<DropRecord>() == 8 + 8 + 8 + 64 + 8 + 8 + 80);

@@ -2,9 +2,10 @@
 //!
 //! Order of work, cheapest first: the reason filter (normal frees stop
 //! here), the packet headers, the aggregation lookup (repeat drops stop
-//! there), and only for a new flow the conntrack tuples and a ring-buffer
-//! record. With no free flow slot the drop is counted in an overflow
-//! bucket instead: never one record per packet.
+//! there, having read no clock: see `aggregate`), and only for a new flow
+//! the clock, the conntrack tuples and a ring-buffer record. With no free
+//! flow slot the drop is counted in an overflow bucket instead: never one
+//! record per packet.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
 use dropscope_abi::{DropRecord, FlowKey, KIND_DROP, RECORD_VERSION, RecordHeader, Stat, Tuple};
@@ -13,12 +14,13 @@ use crate::{
     aggregate::{self, Slot},
     conntrack, emit, filter,
     maps::SCRATCH,
-    offsets, overflow, skb,
+    offsets, overflow,
+    skb::{self, SkbFields},
 };
 
-/// Handles one freed skb.
+/// Handles one freed skb, whose fields `skb` reads.
 #[inline(always)]
-pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
+pub fn on_free(skb: impl SkbFields, location: u64, reason: u32) {
     if !filter::selected(reason) {
         emit::count(Stat::Filtered);
         return;
@@ -30,7 +32,6 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
     };
     // SAFETY: this CPU's scratch; nothing else uses `key` during the run.
     let key: &mut FlowKey = unsafe { &mut (*scratch).key };
-    let skb = skb::Skb::load(skb_addr, off);
     let Some(tcp_flags) = skb::packet(&skb, off, &mut key.tuple) else {
         emit::count(Stat::NotIp);
         return;
@@ -41,14 +42,14 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
     key.location = location;
     key.device = skb::device(&skb, off);
     let key: &FlowKey = key;
+    if aggregate::add_to_existing(key, len, tcp_flags) {
+        emit::count(Stat::Aggregated);
+        return;
+    }
     // (The coarse clock would be cheaper, but tracing programs may not
     // call bpf_ktime_get_coarse_ns.)
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if aggregate::add_to_existing(key, len, tcp_flags, now) {
-        emit::count(Stat::Aggregated);
-        return;
-    }
     // No slot to take: straight to the overflow bucket, without a ring
     // reservation (checked again below, after reserving, for the race).
     if aggregate::table_full() {
@@ -88,7 +89,7 @@ pub fn on_free(skb_addr: u64, location: u64, reason: u32) {
             return;
         }
     };
-    let placement = skb::placement(&skb, off, key.device);
+    let placement = skb::placement(&skb, off);
     let record = entry.as_mut_ptr();
     // SAFETY: `record` points at reserved ring-buffer memory of the right
     // size; every field is written before submit. Written in place, not

@@ -18,7 +18,7 @@ use aya::maps::{HashMap, MapData, PerCpuArray, Queue, RingBuf};
 use dropscope_abi::{FlowKey, OverflowBucket};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
-pub use slots::{Finding, SlotTable};
+pub use slots::{Finding, Observed, SlotTable};
 pub use stats::StatsReader;
 
 use crate::{
@@ -178,9 +178,12 @@ impl Capture {
         );
         self.forward(records, output).await;
         let counters = &self.counters;
-        let finals = self.slots.finish(|slot| counters.read(slot));
-        for (slot, counters) in finals {
-            let sample = self.decoder.sample(slot, &counters, true);
+        let now_ns = self.decoder.clock().monotonic_now();
+        let finals = self.slots.finish(now_ns, |slot| counters.read(slot));
+        for (slot, observed) in finals {
+            let sample = self
+                .decoder
+                .sample(slot, &observed.counters, observed.last_ns, true);
             if output.send(Record::Sample(sample)).await.is_err() {
                 return Ok(());
             }
@@ -232,13 +235,20 @@ impl Capture {
             .sweep(now_ns, idle_ns, grace_ns, |slot| counters.read(slot));
         for finding in findings {
             let record = match finding {
-                Finding::Changed(slot, counters) => {
-                    Record::Sample(self.decoder.sample(slot, &counters, false))
-                }
+                Finding::Changed(slot, observed) => Record::Sample(self.decoder.sample(
+                    slot,
+                    &observed.counters,
+                    observed.last_ns,
+                    false,
+                )),
                 Finding::Idle(slot, key) => {
                     match self.flows.remove(&key) {
-                        // Gone already is as good as removed.
-                        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                        // Gone already is as good as removed. Out of the
+                        // table, the slot is disowned: no CPU's memory of
+                        // its recent flow counts into it any longer.
+                        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {
+                            self.counters.disown(slot);
+                        }
                         Err(error) => {
                             // Still mapped: the slot cannot be handed back yet.
                             tracing::warn!(%error, slot, "could not remove an idle flow; retrying");
@@ -247,14 +257,19 @@ impl Capture {
                     }
                     continue;
                 }
-                Finding::Final(slot, counters) => {
+                Finding::Final(slot, observed) => {
                     if let Err(source) = self.free_slots.push(&slot, 0) {
                         return Err(Error::Map {
                             map: dropscope_abi::maps::FREE_SLOTS,
                             source: Box::new(source),
                         });
                     }
-                    Record::Sample(self.decoder.sample(slot, &counters, true))
+                    Record::Sample(self.decoder.sample(
+                        slot,
+                        &observed.counters,
+                        observed.last_ns,
+                        true,
+                    ))
                 }
             };
             if output.send(record).await.is_err() {

@@ -167,14 +167,21 @@ impl Decoder {
         Ok((record, raw.key))
     }
 
-    /// Decodes the counters of `slot`.
-    pub fn sample(&self, slot: u32, counters: &abi::FlowCounters, ended: bool) -> FlowSample {
+    /// Decodes the counters of `slot`, whose latest drop a sweep dated at
+    /// monotonic `last_ns`.
+    pub fn sample(
+        &self,
+        slot: u32,
+        counters: &abi::FlowCounters,
+        last_ns: u64,
+        ended: bool,
+    ) -> FlowSample {
         FlowSample {
             slot,
             packets: counters.packets,
             bytes: counters.bytes,
             first: self.clock.wall(counters.first_ns),
-            last: self.clock.wall(counters.last_ns),
+            last: self.clock.wall(last_ns),
             tcp_flags: TcpFlags(counters.tcp_flags as u8),
             ended,
         }

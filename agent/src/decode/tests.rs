@@ -205,10 +205,9 @@ fn samples_convert_kernel_times() {
         packets: 4,
         bytes: 240,
         first_ns: 1_000,
-        last_ns: 3_000_000_000,
         tcp_flags: 0x12,
     };
-    let sample = decoder().sample(5, &counters, true);
+    let sample = decoder().sample(5, &counters, 3_000_000_000, true);
     assert_eq!(sample.packets, 4);
     assert_eq!(sample.last, SystemTime::UNIX_EPOCH + Duration::from_secs(3));
     assert!(sample.ended);

@@ -44,7 +44,7 @@ pub use netns::Netns;
 pub use nft::Nft;
 pub use process::{LabClient, LabProcess, spawn_entered};
 pub use remote::RemoteNode;
-pub use traffic::{TcpOutcome, connect_tcp, send_udp};
+pub use traffic::{TcpOutcome, connect_tcp, send_udp, send_udp_interleaved};
 pub use veth_pair::VethPair;
 pub use void::Void;
 

@@ -58,3 +58,37 @@ pub fn send_udp(pod: &Netns, from_ports: Vec<u16>, to: SocketAddr, per_flow: usi
         Ok(())
     })?
 }
+
+/// Like [`send_udp`], but the flows take turns: one datagram from each
+/// port, `per_flow` times over, so consecutive drops are never of the
+/// same flow.
+pub fn send_udp_interleaved(
+    pod: &Netns,
+    from_ports: Vec<u16>,
+    to: SocketAddr,
+    per_flow: usize,
+) -> Result<()> {
+    pod.enter(move || -> Result<()> {
+        let any: SocketAddr = if to.is_ipv4() {
+            "0.0.0.0:0".parse()?
+        } else {
+            "[::]:0".parse()?
+        };
+        let sockets = from_ports
+            .into_iter()
+            .map(|port| {
+                let mut local = any;
+                local.set_port(port);
+                UdpSocket::bind(local).with_context(|| format!("binding {local}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for _ in 0..per_flow {
+            for socket in &sockets {
+                socket
+                    .send_to(b"dropscope-lab", to)
+                    .with_context(|| format!("sending to {to}"))?;
+            }
+        }
+        Ok(())
+    })?
+}
