@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub incidents: IncidentConfig,
     /// Pushing to a collector, when one is given.
     pub export: Option<ExportConfig>,
+    /// Exporting to OpenTelemetry, when a receiver is given.
+    pub otlp: Option<crate::otlp::OtlpConfig>,
     /// Where cluster metadata comes from.
     pub metadata: MetadataConfig,
     /// The broadcast hub.

@@ -66,6 +66,9 @@ pub enum Error {
     /// The cgroup v2 hierarchy.
     #[error(transparent)]
     Cgroup(#[from] cgroups::Error),
+    /// The OpenTelemetry receiver is misconfigured.
+    #[error(transparent)]
+    Otlp(#[from] crate::otlp::Error),
     /// The collector to push to is misconfigured (a TLS file).
     #[error("--collector: {0}")]
     Export(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -149,6 +152,21 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
                 Exporter::new(connection, hub.clone(), state.clone())
                     .run()
                     .instrument(tracing::info_span!("export")),
+            ))
+        }
+        None => None,
+    };
+    let otlp = match config.otlp.clone() {
+        Some(otlp) => {
+            let exporter = crate::otlp::OtlpExporter::new(
+                otlp,
+                &hub,
+                Arc::clone(&metrics),
+                "dropscope-agent",
+                Some(&config.node),
+            )?;
+            Some(tokio::spawn(
+                exporter.run().instrument(tracing::info_span!("otlp")),
             ))
         }
         None => None,
@@ -336,6 +354,9 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     }
     if let Some(exporter) = exporter {
         finish_export(exporter).await;
+    }
+    if let Some(otlp) = otlp {
+        finish_export(otlp).await;
     }
     // Streams have their last events; now the endpoints may close.
     let _ = stopping_tx.send(true);
@@ -538,12 +559,12 @@ async fn start_endpoints(
     Ok(Endpoints { tasks })
 }
 
-/// How long the agent waits at exit for the collector to acknowledge its
-/// last events.
+/// How long the agent waits at exit for the collector (or the
+/// OpenTelemetry receiver) to take its last events.
 const EXPORT_DRAIN: Duration = Duration::from_secs(5);
 
-/// Gives the exporter [`EXPORT_DRAIN`] to have the hub's last events
-/// acknowledged, then stops it.
+/// Gives an exporter [`EXPORT_DRAIN`] to have the hub's last events
+/// taken, then stops it.
 async fn finish_export(mut exporter: JoinHandle<()>) {
     if tokio::time::timeout(EXPORT_DRAIN, &mut exporter)
         .await
@@ -551,7 +572,7 @@ async fn finish_export(mut exporter: JoinHandle<()>) {
     {
         exporter.abort();
         tracing::warn!(
-            "the collector did not acknowledge the last events in time; the ones it lacks are lost with this run"
+            "the receiver did not take the last events in time; the ones it lacks are lost with this run"
         );
     }
 }

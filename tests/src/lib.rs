@@ -9,5 +9,6 @@
 #![deny(missing_docs)]
 
 pub mod lab;
+pub mod otlp_server;
 
 pub use lab::{Agent, Lab, Pod};

@@ -9,6 +9,10 @@
 //! once per node. Each test looks only at drops with its own lab's
 //! addresses (and at node states of its own nodes).
 //!
+//! The cross-node join runs two agents on two "nodes" of one lab: the
+//! client's (the lab node, where the connect times out after its SYNs left
+//! by the uplink) and a remote node's, whose nftables policy drops them.
+//!
 //! A node's `NodeState` saying it is gone is the barrier for "everything it
 //! pushed is stored": the collector publishes it after the node's stream
 //! ended, through the same time-ordered merge as the node's events, which
@@ -24,14 +28,17 @@ use anyhow::{Context, Result, ensure};
 use dropscope_e2e::{
     Agent, Lab,
     lab::{
-        Collector, DropView, Relay, SocketPath,
+        Cluster, Collector, DropView, LabClient, Relay, SocketPath,
         client::{self, Drained},
         collector::{self, node_in, node_state_of, tells_gone},
         send_udp,
     },
 };
-use dropscope_proto::v1::{Event, EventKind, NodeConnection, NodeState};
-use serde_json::Value;
+use dropscope_proto::v1::{
+    Event, EventKind, FailurePlace, Incident, IncidentEventKind, NodeConnection, NodeState,
+    TupleMatch, Verdict, event::Event as Payload,
+};
+use serde_json::{Value, json};
 
 /// How long a drop may take to reach the collector (agent, push, merge
 /// window), reconnect backoff included.
@@ -694,5 +701,278 @@ fn a_collector_stops_on_sigterm_while_agents_push_and_readers_follow() -> Result
     // Killed on drop: a graceful stop would wait for acknowledgements no
     // collector will send.
     drop(agent);
+    Ok(())
+}
+
+/// A `lab-client` process (the tests' traffic in a pod's namespace and
+/// cgroup).
+fn lab_client() -> LabClient {
+    LabClient::new(env!("CARGO_BIN_EXE_lab-client"))
+}
+
+/// The value of the sample `name` (with its labels) in a metrics text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The incident an event carries.
+fn incident_of(event: &Event) -> Option<&Incident> {
+    match &event.event {
+        Some(Payload::Incident(incident)) => Some(incident),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_timeout_beyond_one_node_joins_the_policy_drop_on_another() -> Result<()> {
+    join_across_nodes(false)
+}
+
+#[test]
+fn a_service_dnat_on_the_client_node_still_joins_the_drop_on_another() -> Result<()> {
+    join_across_nodes(true)
+}
+
+/// The client pod on node a connects to a pod on node b, whose policy
+/// drops the SYNs silently; with `through_service`, to a Service VIP that
+/// node a DNATs to that pod (kube-proxy-like), so node b never sees the
+/// VIP. The collector joins node a's timeout with node b's drop: by the
+/// original tuple when direct, by the client's socket through the Service.
+fn join_across_nodes(through_service: bool) -> Result<()> {
+    const PORT: u16 = 8080;
+    let mut lab = Lab::new()?;
+    let web = lab.add_pod("web")?;
+    let far = lab.add_remote_node("far")?;
+    far.drop_silently(PORT)?;
+    let vip = IpAddr::V4(lab.vip(40));
+    if through_service {
+        lab.nft()
+            .service("api", vip, 80, "tcp", far.pod_ip().into(), PORT)?;
+    }
+    let cgroup = lab.pod_cgroup(&web)?;
+    let nodes = node_names(&lab);
+    let [node_a, node_b] = &nodes;
+    // What node b's agent knows: a default-deny ingress policy selects the
+    // pod its kernel drops the SYNs to.
+    let snapshot = Cluster::new()
+        .node(node_a, lab.gateway_v4().into())
+        .node(node_b, far.address().into())
+        .namespace("frontend", &[])
+        .namespace("backend", &[])
+        .pod(
+            "frontend",
+            "web",
+            web.ipv4.into(),
+            node_a,
+            &[("app", "web")],
+            &[],
+        )
+        .pod(
+            "backend",
+            "api",
+            far.pod_ip().into(),
+            node_b,
+            &[("app", "api")],
+            &[("http", PORT, "TCP")],
+        )
+        .policy(
+            "backend",
+            "deny-all",
+            json!({
+                "podSelector": { "matchLabels": { "app": "api" } },
+                "policyTypes": ["Ingress"],
+            }),
+        )
+        .write(lab.id())?;
+    let socket = SocketPath::new("collector-join");
+    let collector = Collector::start(&socket.listen(), &["--metrics-listen", "127.0.0.1:0"])?;
+    let server = collector.server();
+    let runtime = client::runtime()?;
+    let (observer, stream) = runtime.block_on(collector::follow_from_oldest(&server))?;
+    let seen = Drained::spawn(&runtime, observer, stream);
+    // Node a, the client's node: its tc programs watch the uplink the SYNs
+    // leave by. The remote node is a namespace on this very kernel, so
+    // node a's agent would see its drop too, which an agent on another
+    // machine never would: NETFILTER_DROP is left out of node a's reasons.
+    let agent_a = Agent::start_in(
+        &lab.node,
+        &[
+            "--drop-reasons",
+            "default,-NETFILTER_DROP",
+            "--collector",
+            &server,
+            "--node-name",
+            node_a,
+        ],
+    )?;
+    // Node b, where the policy drops: its agent sees the kernel drop and
+    // explains it.
+    let agent_b = agent_of(node_b, &server, &["--snapshot", snapshot.path()])?;
+    for node in &nodes {
+        wait_for_node(
+            &runtime,
+            &server,
+            node,
+            &format!("{node} connected"),
+            is_connected,
+        )?;
+    }
+
+    let to = if through_service {
+        SocketAddr::new(vip, 80)
+    } else {
+        SocketAddr::new(far.pod_ip().into(), PORT)
+    };
+    let mut connect = lab_client().spawn_in(
+        &web.netns,
+        Some(cgroup.path()),
+        &["connect", &to.to_string()],
+    )?;
+    let result = connect.wait(WAIT)?;
+    ensure!(result["outcome"] == "timed_out", "{result}");
+    let local: SocketAddr = result["local"]
+        .as_str()
+        .and_then(|local| local.parse().ok())
+        .with_context(|| format!("the client's local address in {result}"))?;
+    let dropped = far.dropped(PORT)?;
+    ensure!(dropped >= 1, "node b's policy dropped the SYNs: {dropped}");
+
+    let of_this_flow = |incident: &Incident| {
+        incident.flow.as_ref().is_some_and(|flow| {
+            let endpoint = |side: &Option<dropscope_proto::v1::Endpoint>| {
+                side.as_ref().and_then(|side| {
+                    Some(SocketAddr::new(
+                        side.ip.parse().ok()?,
+                        u16::try_from(side.port).ok()?,
+                    ))
+                })
+            };
+            endpoint(&flow.source).map(|source| source.ip()) == Some(local.ip())
+                && endpoint(&flow.destination) == Some(to)
+        })
+    };
+    let joined = seen.wait_for(WAIT, "the cluster incident", |events| {
+        events
+            .iter()
+            .find(|event| {
+                incident_of(event).is_some_and(|incident| {
+                    of_this_flow(incident)
+                        && incident.event_kind == IncidentEventKind::Joined as i32
+                })
+            })
+            .cloned()
+    })?;
+    let incident = incident_of(&joined).context("an incident")?;
+    assert_eq!(
+        &joined.node, node_a,
+        "the deciding node's incident: {incident:#?}"
+    );
+    assert_eq!(
+        incident
+            .flow
+            .as_ref()
+            .and_then(|flow| flow.source.as_ref())
+            .map(|source| source.port),
+        Some(u32::from(local.port())),
+        "the client socket's flow: {incident:#?}"
+    );
+    assert_eq!(
+        incident.place,
+        FailurePlace::OtherNode as i32,
+        "{incident:#?}"
+    );
+    let remote = incident.remote.as_ref().context("remote drops")?;
+    assert_eq!(&remote.node, node_b, "{incident:#?}");
+    let expected = if through_service {
+        TupleMatch::Source
+    } else {
+        TupleMatch::Original
+    };
+    assert_eq!(remote.r#match, expected as i32, "{incident:#?}");
+    let backend = SocketAddr::new(far.pod_ip().into(), PORT);
+    for drop in &remote.drops {
+        let destination = drop
+            .packet
+            .as_ref()
+            .and_then(|packet| packet.destination.as_ref())
+            .map(|destination| (destination.ip.clone(), destination.port));
+        assert_eq!(
+            destination,
+            Some((backend.ip().to_string(), u32::from(backend.port()))),
+            "node b dropped the packet to the backend: {incident:#?}"
+        );
+    }
+    assert!(
+        [FailurePlace::BeyondNode, FailurePlace::Unseen]
+            .map(|place| place as i32)
+            .contains(&remote.decided_place),
+        "{incident:#?}"
+    );
+    ensure!(!remote.drops.is_empty(), "{incident:#?}");
+    for drop in &remote.drops {
+        assert_eq!(
+            drop.reason.as_ref().map(|reason| reason.name.as_str()),
+            Some("NETFILTER_DROP"),
+            "{incident:#?}"
+        );
+    }
+    let explanation = incident
+        .explanation
+        .as_ref()
+        .context("node b's explanation")?;
+    assert_eq!(
+        explanation.verdict,
+        Verdict::DenyIngress as i32,
+        "{incident:#?}"
+    );
+    let ingress = explanation.ingress.as_ref().context("the ingress report")?;
+    assert_eq!(
+        ingress
+            .policies
+            .iter()
+            .map(|policy| format!("{}/{}", policy.namespace, policy.name))
+            .collect::<Vec<_>>(),
+        ["backend/deny-all"],
+        "{incident:#?}"
+    );
+    ensure!(
+        incident
+            .summary
+            .contains(&format!("dropped on node {node_b}"))
+            && incident.summary.contains("backend/deny-all"),
+        "the summary names the node and the policy: {}",
+        incident.summary
+    );
+    let joins = seen.with(|events| {
+        events
+            .iter()
+            .filter_map(incident_of)
+            .filter(|incident| {
+                of_this_flow(incident) && incident.event_kind == IncidentEventKind::Joined as i32
+            })
+            .count()
+    });
+    assert_eq!(joins, 1, "one cluster incident for one connect");
+    let metrics = collector.metrics_text()?;
+    let label = if through_service {
+        "source"
+    } else {
+        "original"
+    };
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("dropscope_collector_joins_total{{match=\"{label}\"}}")
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    drop(seen);
+    agent_a.stop()?;
+    agent_b.stop()?;
+    collector.stop(STOP)?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! `dropscope collector`: the cluster view; agents push, clients observe.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
-    collector::{self, CollectorConfig},
+    collector::{self, CollectorConfig, join::JoinConfig},
+    otlp::OtlpConfig,
     serve::{Listen, ServeConfig, TlsFiles},
 };
 
@@ -12,7 +13,9 @@ use crate::{
 /// Agents push with `dropscope agent --collector ADDR`; `dropscope observe
 /// --server ADDR` then reads the whole cluster (the same API as one agent's:
 /// filters, history, status summed over the nodes, each node's connection).
-/// Events are merged in time order within --merge-window.
+/// Events are merged in time order within --merge-window. An incident that
+/// died beyond its node and a kernel drop of the same flow on another node
+/// become one cluster incident (event kind JOINED, place OTHER_NODE).
 ///
 /// Example: `dropscope collector --listen 0.0.0.0:4245 --tls-cert cert.pem --tls-key key.pem --tls-client-ca agents-ca.pem`
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,32 @@ pub struct Args {
     /// The collector's name in its status.
     #[arg(long, default_value = "collector", env = "DROPSCOPE_COLLECTOR_NAME")]
     pub name: String,
+    /// How far apart in time (each node's own clock) a kernel drop on one
+    /// node and an incident decided on another may be to join: covers
+    /// clocks that differ between nodes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "DROPSCOPE_JOIN_WINDOW")]
+    pub join_window: Duration,
+    /// How long an incident that died beyond its node, or a drop, waits
+    /// for its partner from another node (after it last arrived). Longer
+    /// than the longest connect timeout: a connect's incident arrives when
+    /// it gives up (~127 s with Linux's default tcp_syn_retries), its
+    /// drops from the first SYN on.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, env = "DROPSCOPE_JOIN_WAIT")]
+    pub join_wait: Duration,
+    /// Serve Prometheus metrics (`/metrics`, `/healthz`) on this address:
+    /// joins, unjoined incidents, what waits to be joined and what the
+    /// bound let go. Example: `0.0.0.0:9090`.
+    #[arg(long, env = "DROPSCOPE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Export every event the collector holds (the nodes' drops and
+    /// incidents, the joined cluster incidents) as OpenTelemetry log
+    /// records, and its counters as metrics, to this OTLP/gRPC receiver
+    /// (plaintext). Example: `http://otel-collector.observability:4317`.
+    #[arg(long, env = "DROPSCOPE_OTLP")]
+    pub otlp: Option<String>,
+    /// How often counters are exported to --otlp.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "DROPSCOPE_OTLP_METRICS_INTERVAL")]
+    pub otlp_metrics_interval: Duration,
 }
 
 /// Runs the collector until a signal.
@@ -66,6 +95,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         history: args.history,
         merge_window: args.merge_window,
         name: args.name,
+        join: JoinConfig {
+            window: args.join_window,
+            wait: args.join_wait,
+            ..JoinConfig::default()
+        },
+        metrics_listen: args.metrics_listen,
+        otlp: args.otlp.map(|endpoint| OtlpConfig {
+            endpoint,
+            metrics_every: args.otlp_metrics_interval,
+        }),
     };
     Ok(collector::run(config).await?)
 }

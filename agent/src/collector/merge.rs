@@ -13,7 +13,7 @@ use std::{
 };
 
 use dropscope_proto::v1;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::{convert, fanout::Hub};
 
@@ -65,16 +65,11 @@ impl Merger {
         }
     }
 
-    /// Takes events until `input` closes or `stopping` turns true,
+    /// Takes events until `input` closes (the step in front of it stopped),
     /// publishing them to `hub` in time order within the window; at the
-    /// end, takes what is queued, publishes everything held and closes the
-    /// hub (which ends every reader's stream).
-    pub async fn run(
-        mut self,
-        mut input: mpsc::Receiver<v1::Event>,
-        hub: Hub,
-        mut stopping: watch::Receiver<bool>,
-    ) {
+    /// end, publishes everything held and closes the hub (which ends every
+    /// reader's stream).
+    pub async fn run(mut self, mut input: mpsc::Receiver<v1::Event>, hub: Hub) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -84,11 +79,7 @@ impl Merger {
                     None => break,
                 },
                 _ = tick.tick() => self.release(SystemTime::now(), &hub),
-                _ = stopping.wait_for(|stopping| *stopping) => break,
             }
-        }
-        while let Ok(event) = input.try_recv() {
-            self.hold(event, &hub);
         }
         while let Some(Reverse(oldest)) = self.held.pop() {
             publish(&hub, oldest.event);

@@ -1,10 +1,12 @@
 //! `dropscope collector`: the same line as the agent's, for many agents.
-//! Agents push their streams ([`push`]); the collector merges them in time
-//! order within a bounded window ([`merge`]), keeps them in one hub (its
-//! history answers `observe --last N` for the whole cluster), and serves
-//! the same `dropscope.v1.Observer` API, so `dropscope observe` works
-//! against one node or the cluster. `GetStatus` sums the nodes' latest
-//! reports and lists each node's connection ([`nodes`]).
+//! Agents push their streams ([`push`]); the collector joins incidents of
+//! one node with kernel drops of the same flow on another ([`join`]),
+//! merges everything in time order within a bounded window ([`merge`]),
+//! keeps it in one hub (its history answers `observe --last N` for the
+//! whole cluster), and serves the same `dropscope.v1.Observer` API, so
+//! `dropscope observe` works against one node or the cluster. `GetStatus`
+//! sums the nodes' latest reports and lists each node's connection
+//! ([`nodes`]); `--metrics-listen` serves the join's counts ([`metrics`]).
 //!
 //! History lives in memory: a restarted collector starts empty; agents send
 //! it what it had not acknowledged (and everything, when it was never
@@ -12,15 +14,19 @@
 //! survives a restart is what the NATS JetStream mode is for (not built
 //! yet).
 //!
-//! Stopping (SIGTERM, SIGINT): push streams end, the merge window is
-//! flushed, the hub closes (ending every reader's stream), then the server
-//! stops.
+//! Stopping (SIGTERM, SIGINT): push streams end, the join passes on what
+//! is queued (incidents still waiting for a partner are not counted as
+//! unjoined), the merge window is flushed, the hub closes (ending every
+//! reader's stream), the OpenTelemetry exporter sends what it holds, then
+//! the server stops.
 
+pub mod join;
 pub mod merge;
+pub mod metrics;
 pub mod nodes;
 pub mod push;
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use dropscope_proto::v1::collector_server::CollectorServer;
 use tokio::sync::{mpsc, watch};
@@ -29,8 +35,13 @@ use tracing::Instrument as _;
 use crate::{
     fanout::{FanoutConfig, Hub},
     model::Readiness,
+    otlp::{OtlpConfig, OtlpExporter},
     serve::{self, Listen, Observer, ServeConfig, Server},
 };
+
+/// How long a stopping collector gives the OpenTelemetry exporter to send
+/// the last events.
+const OTLP_DRAIN: Duration = Duration::from_secs(5);
 
 /// How the collector runs.
 #[derive(Clone, Debug)]
@@ -45,6 +56,12 @@ pub struct CollectorConfig {
     pub merge_window: Duration,
     /// The collector's name in its status.
     pub name: String,
+    /// How incidents and drops of different nodes are joined.
+    pub join: join::JoinConfig,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where to export to OpenTelemetry, if anywhere.
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// What stops the collector.
@@ -53,6 +70,12 @@ pub enum Error {
     /// The API could not be served.
     #[error(transparent)]
     Serve(#[from] serve::Error),
+    /// The OpenTelemetry exporter is misconfigured.
+    #[error(transparent)]
+    Otlp(#[from] crate::otlp::Error),
+    /// The metrics endpoint could not listen.
+    #[error(transparent)]
+    Metrics(#[from] metrics::Error),
     /// A signal handler could not be installed.
     #[error("installing the signal handler: {0}")]
     Signal(#[source] std::io::Error),
@@ -67,13 +90,50 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         config.name.clone(),
     );
     let nodes = Arc::new(nodes::Nodes::new(config.name.clone()));
+    let collector_metrics = Arc::new(metrics::CollectorMetrics::new());
+    let (join_tx, join_rx) = mpsc::channel(8192);
     let (merge_tx, merge_rx) = mpsc::channel(8192);
     let (stopping_tx, stopping) = watch::channel(false);
+    let metrics_endpoint = match config.metrics_listen {
+        Some(address) => Some(metrics::Endpoint::bind(address).await?),
+        None => None,
+    };
+    let otlp = match config.otlp.clone() {
+        Some(otlp) => {
+            let exporter = OtlpExporter::new(
+                otlp,
+                &hub,
+                Arc::clone(&collector_metrics),
+                "dropscope-collector",
+                None,
+            )?;
+            Some(tokio::spawn(
+                exporter.run().instrument(tracing::info_span!("otlp")),
+            ))
+        }
+        None => None,
+    };
+    tokio::spawn(
+        join::Joiner::new(config.join, Arc::clone(&collector_metrics))
+            .run(join_rx, merge_tx, stopping.clone())
+            .instrument(tracing::info_span!("join")),
+    );
     let merger = tokio::spawn(
         merge::Merger::new(config.merge_window)
-            .run(merge_rx, hub.clone(), stopping.clone())
+            .run(merge_rx, hub.clone())
             .instrument(tracing::info_span!("merge")),
     );
+    let metrics_task = metrics_endpoint.map(|endpoint| {
+        tracing::info!(address = %endpoint.address(), "metrics listening (/metrics, /healthz)");
+        let mut stopped = stopping.clone();
+        tokio::spawn(
+            endpoint
+                .serve(Arc::clone(&collector_metrics), async move {
+                    let _ = stopped.wait_for(|stopping| *stopping).await;
+                })
+                .instrument(tracing::info_span!("metrics")),
+        )
+    });
     let observer = Observer::for_collector(hub.clone(), nodes.clone());
     let (_ready, ready) = watch::channel(Readiness {
         attached: true,
@@ -81,7 +141,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
     });
     let push = CollectorServer::new(push::Push::new(
         Arc::clone(&nodes),
-        merge_tx,
+        join_tx,
         stopping.clone(),
     ))
     .max_decoding_message_size(64 * 1024 * 1024);
@@ -113,12 +173,25 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
     }
     tracing::info!("stopping");
     let _ = stopping_tx.send(true);
-    // The merge flushes and closes the hub: readers' streams end, so the
+    // The join passes on what is queued and closes the merge's input; the
+    // merge flushes and closes the hub: readers' streams end, so the
     // server's graceful stop does not wait on them.
     let _ = merger.await;
+    if let Some(mut otlp) = otlp
+        && tokio::time::timeout(OTLP_DRAIN, &mut otlp).await.is_err()
+    {
+        otlp.abort();
+        tracing::warn!("the OpenTelemetry receiver did not take the last events in time");
+    }
     match serving.await {
         Ok(served) => served?,
         Err(error) => tracing::warn!(%error, "the API task failed"),
+    }
+    if let Some(task) = metrics_task {
+        match task.await {
+            Ok(served) => served?,
+            Err(error) => tracing::warn!(%error, "the metrics task failed"),
+        }
     }
     tracing::info!(nodes = nodes.states().len(), "collector stopped");
     Ok(())

@@ -25,7 +25,8 @@ pub struct Push {
 }
 
 impl Push {
-    /// Stores into `merge` (the merge window in front of the hub) and keeps
+    /// Stores into `merge` (the join, then the merge window in front of
+    /// the hub) and keeps
     /// node states in `nodes`; every stream ends when `stopping` turns true.
     pub fn new(
         nodes: Arc<Nodes>,

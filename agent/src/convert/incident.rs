@@ -44,6 +44,8 @@ pub fn incident(incident: &Incident) -> v1::Incident {
         first_seen: Some(timestamp(incident.first_seen)),
         last_seen: Some(timestamp(incident.last_seen)),
         summary: incident.summary(),
+        // Set only by a collector's join.
+        remote: None,
     }
 }
 

@@ -148,6 +148,38 @@ impl Collector {
         self.child.id()
     }
 
+    /// Its Prometheus metrics (`GET /metrics`), when it was started with
+    /// `--metrics-listen`: the address is read from its log.
+    pub fn metrics_text(&self) -> Result<String> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains("metrics listening"))
+            .context("the collector logged no metrics address (start it with --metrics-listen)")?;
+        let address: SocketAddr = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("address="))
+            .with_context(|| format!("no address= in {line:?}"))?
+            .parse()
+            .with_context(|| format!("the address in {line:?}"))?;
+        let mut stream = TcpStream::connect(address)
+            .with_context(|| format!("connecting to the metrics endpoint {address}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("not an HTTP response: {response:?}"))?;
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!("GET /metrics: {head}");
+        }
+        Ok(body.to_owned())
+    }
+
     /// Stops it with SIGTERM and waits (at most `limit`) for a clean exit;
     /// returns its log. When it is still running after `limit`, kills it
     /// and fails with its log.
