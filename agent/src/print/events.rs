@@ -280,10 +280,12 @@ fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String
     line
 }
 
-/// `INCIDENT` when decided, `UPDATED` when evidence arrived after.
+/// `INCIDENT` when decided, `UPDATED` when evidence arrived after,
+/// `JOINED` when a collector found its drops on another node.
 fn incident_word(incident: &v1::Incident) -> &'static str {
     match v1::IncidentEventKind::try_from(incident.event_kind) {
         Ok(v1::IncidentEventKind::Update) => "UPDATED",
+        Ok(v1::IncidentEventKind::Joined) => "JOINED",
         _ => "INCIDENT",
     }
 }
@@ -441,5 +443,23 @@ fn table_row(event: &v1::Event) -> String {
             node_state_words(state)
         ),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incident_is_named_by_what_happened_to_it() {
+        let word = |kind: v1::IncidentEventKind| {
+            incident_word(&v1::Incident {
+                event_kind: kind as i32,
+                ..Default::default()
+            })
+        };
+        assert_eq!(word(v1::IncidentEventKind::New), "INCIDENT");
+        assert_eq!(word(v1::IncidentEventKind::Update), "UPDATED");
+        assert_eq!(word(v1::IncidentEventKind::Joined), "JOINED");
     }
 }
