@@ -22,7 +22,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::{Netns, process::spawn_entered};
+use super::{
+    Netns,
+    process::{die_with_parent_thread, spawn_entered},
+};
 
 /// A running agent; killed on drop.
 pub struct Agent {
@@ -220,6 +223,7 @@ impl Agent {
             }
             None => Command::new(&binary),
         };
+        die_with_parent_thread(&mut command);
         command
             .args(["--log-level", "info", "agent"])
             .args(&defaults)

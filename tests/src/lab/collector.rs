@@ -75,7 +75,9 @@ impl Collector {
         let binary = std::env::var("DROPSCOPE_BIN").context(
             "DROPSCOPE_BIN is not set: run the end-to-end tests with `cargo xtask test --e2e`",
         )?;
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        super::process::die_with_parent_thread(&mut command);
+        let mut child = command
             .args(["--log-level", "info", "collector", "--listen", listen])
             .args(extra)
             .stdin(Stdio::null())

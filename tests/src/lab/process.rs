@@ -24,6 +24,24 @@ use serde_json::Value;
 
 use super::{Netns, agent::collect_log};
 
+/// Makes the child of `command` get SIGTERM when the thread that spawns it
+/// ends, so an agent or collector never outlives a test killed from
+/// outside (a harness timeout), where no `Drop` runs: an orphaned agent
+/// would stay attached to the kernel's hooks under the next tests. Only
+/// for children spawned from the test's own thread.
+pub fn die_with_parent_thread(command: &mut Command) {
+    // SAFETY: the closure makes one raw syscall between fork and exec; it
+    // allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Spawns `command` as a child that first moves itself into `cgroup` (if
 /// given: writes `0` to its `cgroup.procs`) and then joins `netns`.
 pub fn spawn_entered(command: &mut Command, netns: &Netns, cgroup: Option<&Path>) -> Result<Child> {
