@@ -8,6 +8,10 @@ use std::{net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 
+use super::{
+    object::Uid,
+    store::{Namespaced, index_get},
+};
 pub use super::{
     object::{
         ContainerPort, EndpointSlice, Key, Labels, Namespace, Node, Pod, Service, ServicePort,
@@ -70,12 +74,14 @@ impl<'a> View<'a> {
         self.store.namespaces.values().map(Arc::as_ref)
     }
 
+    /// What one namespace holds (pods, policies), when it holds any.
+    fn namespaced(&self, namespace: &str) -> Option<&'a Namespaced> {
+        self.store.namespaced.get(namespace)
+    }
+
     /// A pod by namespace and name.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&'a Arc<Pod>> {
-        self.store.pods.get(&Key {
-            namespace: namespace.into(),
-            name: name.into(),
-        })
+        self.namespaced(namespace)?.pods.by_name.get(name)
     }
 
     /// The (not host-network, not finished) pod that owns an IP.
@@ -85,16 +91,14 @@ impl<'a> View<'a> {
 
     /// A pod by `metadata.uid` (dashes, as the API spells it).
     pub fn pod_by_uid(&self, uid: &str) -> Option<&'a Arc<Pod>> {
-        self.store.pod_by_uid.get(uid)
+        self.store.pod_by_uid.get(&Uid::new(uid))
     }
 
     /// The pods of a namespace, by name.
     pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
-        self.store
-            .pods_by_namespace
-            .get(namespace)
+        self.namespaced(namespace)
             .into_iter()
-            .flat_map(|pods| pods.by_name.values())
+            .flat_map(|held| held.pods.by_name.values())
     }
 
     /// The pods of a namespace carrying `key=value`.
@@ -104,13 +108,9 @@ impl<'a> View<'a> {
         key: &str,
         value: &str,
     ) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
-        self.store
-            .pods_by_namespace
-            .get(namespace)
-            .and_then(|pods| pods.by_label.get(key))
-            .and_then(|values| values.get(value))
-            .into_iter()
-            .flatten()
+        self.namespaced(namespace)
+            .map_or(&[][..], |held| index_get(&held.pods.by_label, key, value))
+            .iter()
     }
 
     /// A Service by namespace and name.
@@ -182,64 +182,50 @@ impl<'a> View<'a> {
 
     /// The policies of a namespace, by name.
     pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
-        self.store
-            .policies_by_namespace
-            .get(namespace)
+        self.namespaced(namespace)
             .into_iter()
-            .flat_map(|policies| policies.values())
+            .flat_map(|held| held.policies.by_name.values())
+            .map(|counted| &counted.policy)
     }
 
-    /// Policies in any namespace whose non-empty podSelector may select
-    /// pods with these labels (a superset: callers check the selector).
+    /// The policies of a namespace whose podSelector may select a pod with
+    /// these labels, by name: a superset (callers check the selector),
+    /// found through the first equality of each podSelector, so a pod's
+    /// check costs the policies that may apply to it, not the namespace's.
     pub fn policies_maybe_selecting(
         &self,
-        labels: &'a Labels,
-    ) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
-        let store = self.store;
-        labels
-            .iter()
-            .filter_map(move |(key, value)| {
-                store
-                    .policies_by_label
-                    .get(key.as_ref())
-                    .and_then(|values| values.get(value.as_ref()))
-            })
-            .flatten()
-            .chain(store.policies_unindexed.iter())
+        namespace: &str,
+        labels: &Labels,
+    ) -> Vec<&'a Arc<Policy>> {
+        let Some(held) = self.namespaced(namespace) else {
+            return Vec::new();
+        };
+        let mut found: Vec<&'a Arc<Policy>> = held.policies.index.maybe_selecting(labels).collect();
+        found.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        found
     }
 
     /// Policies (any namespace) whose non-empty podSelector selects no pod
     /// of their own namespace, by namespace and name.
     pub fn orphan_policies(&self) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
-        self.store.orphans.values()
+        self.store.orphans.iter()
+    }
+
+    /// The orphan policies (see [`Self::orphan_policies`]) of one
+    /// namespace, by name.
+    pub fn orphans_in(&self, namespace: &str) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        self.namespaced(namespace)
+            .into_iter()
+            .flat_map(|held| held.policies.by_name.values())
+            .filter(|counted| counted.is_orphan())
+            .map(|counted| &counted.policy)
     }
 
     /// Orphan policies (see [`Self::orphan_policies`]) whose podSelector
     /// selects these labels, by namespace and name. Each distinct selector
     /// is checked once, found through its first equality.
     pub fn orphans_selecting(&self, labels: &Labels) -> Vec<&'a Arc<Policy>> {
-        let store = self.store;
-        let mut found: Vec<&'a Arc<Policy>> = Vec::new();
-        let indexed = labels
-            .iter()
-            .filter_map(|(key, value)| {
-                store
-                    .orphan_selectors_by_label
-                    .get(key.as_ref())
-                    .and_then(|values| values.get(value.as_ref()))
-            })
-            .flatten();
-        for selector in indexed.chain(store.orphan_selectors_unindexed.iter()) {
-            if !selector.matches(labels) {
-                continue;
-            }
-            if let Some(group) = store.orphan_groups.get(selector) {
-                found.extend(group.values());
-            }
-        }
-        found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        found.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        found
+        self.store.orphans.selecting(labels)
     }
 
     /// True when some namespace carries the label key.
@@ -256,12 +242,8 @@ impl<'a> View<'a> {
         let store = self.store;
         match selector.first_equality() {
             Some((key, value)) => Box::new(
-                store
-                    .namespaces_by_label
-                    .get(key.as_ref())
-                    .and_then(|values| values.get(value.as_ref()))
-                    .into_iter()
-                    .flatten()
+                index_get(&store.namespaces_by_label, key, value)
+                    .iter()
                     .filter_map(|name| store.namespaces.get(name).map(Arc::as_ref)),
             ),
             None => Box::new(self.namespaces()),
@@ -271,12 +253,7 @@ impl<'a> View<'a> {
     /// How many namespaces [`Self::namespaces_maybe_selected`] yields.
     pub fn namespaces_maybe_selected_count(&self, selector: &Selector) -> usize {
         match selector.first_equality() {
-            Some((key, value)) => self
-                .store
-                .namespaces_by_label
-                .get(key.as_ref())
-                .and_then(|values| values.get(value.as_ref()))
-                .map_or(0, Vec::len),
+            Some((key, value)) => index_get(&self.store.namespaces_by_label, key, value).len(),
             None => self.store.namespaces.len(),
         }
     }
@@ -302,11 +279,6 @@ impl<'a> View<'a> {
             .get(key)
             .and_then(|values| values.get(value))
             .map_or(0, |namespaces| namespaces.len())
-    }
-
-    /// True when the policy's podSelector selects no pod of its namespace.
-    pub fn is_orphan(&self, policy: &Policy) -> bool {
-        self.store.orphans.contains_key(&policy.key())
     }
 
     /// A node by name.

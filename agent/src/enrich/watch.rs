@@ -20,7 +20,7 @@ use tokio::sync::RwLock;
 
 use super::{
     Error,
-    store::{Kind, Object, Store, WatchEvent},
+    store::{Kind, Object, Store, WatchEvent, batch},
 };
 
 /// Connects to the API server: in-cluster service account, else kubeconfig.
@@ -137,13 +137,26 @@ pub async fn sync_once(client: &Client, store: &mut Store) -> Result<(), Error> 
     Ok(())
 }
 
-/// Watches forever, applying every change to the shared store.
+/// Watches forever, applying every change to the shared store: what the
+/// streams have ready is applied in batches ([`batch`]), each under one
+/// write lock held for about [`batch::WRITE_BUDGET`] (one event more at
+/// most), so explanations wait for one batch, never for a whole burst.
 pub async fn run(client: Client, store: Arc<RwLock<Store>>) -> Result<(), Error> {
-    let mut stream = events(&client);
+    let mut stream = events(&client).ready_chunks(batch::MAX_BATCH);
     let mut forbidden = Vec::new();
-    while let Some(item) = stream.next().await {
-        let mut store = store.write().await;
-        handle(&mut store, item, &mut forbidden);
+    while let Some(items) = stream.next().await {
+        let mut pending = items.into_iter().peekable();
+        while pending.peek().is_some() {
+            let mut store = store.write().await;
+            batch::apply_within(
+                &mut store,
+                &mut pending,
+                batch::WRITE_BUDGET,
+                |store, item| {
+                    handle(store, item, &mut forbidden);
+                },
+            );
+        }
     }
     Ok(())
 }

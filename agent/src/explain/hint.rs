@@ -490,11 +490,9 @@ fn misplaced_policies(
                     .allows()
             })
     };
-    for policy in facts.view.policies_in(&subject.namespace) {
+    for policy in facts.view.orphans_in(&subject.namespace) {
         if !verdict::affects(policy, direction)
-            || policy.pod_selector.is_empty()
             || selector::matches(&policy.pod_selector, &subject.labels)
-            || !facts.view.is_orphan(policy)
             || !would_allow(policy, &policy.namespace)
         {
             continue;

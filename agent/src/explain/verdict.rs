@@ -6,6 +6,10 @@
 //! is not isolated: everything passes. Host-network pods are never
 //! isolated. Receives the view, the isolated-candidate pod and the other
 //! end; emits every rule's outcome (for reports, closest miss and hints).
+//! The candidate policies come from the namespace's index by podSelector
+//! equality (`View::policies_maybe_selecting`), in name order, each still
+//! checked by its selector: the cost follows the policies that may select
+//! the pod, not how many the namespace holds.
 
 use std::sync::Arc;
 
@@ -135,7 +139,7 @@ pub fn check<'a>(
     let Some(subject) = pod else {
         return check;
     };
-    for policy in view.policies_in(&subject.namespace) {
+    for policy in view.policies_maybe_selecting(&subject.namespace, &subject.labels) {
         if !affects(policy, direction) || !selector::matches(&policy.pod_selector, &subject.labels)
         {
             continue;

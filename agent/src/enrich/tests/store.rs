@@ -47,6 +47,16 @@ fn watch_events_update_every_index() {
     assert!(view.pod_by_uid("uid-default-web").is_some());
     assert_eq!(view.pods_in_with_label("default", "app", "web").count(), 1);
     assert_eq!(view.policies_in("default").count(), 1);
+    assert_eq!(
+        view.policies_maybe_selecting("default", &labels(&[("app", "web")]))
+            .len(),
+        1
+    );
+    assert!(
+        view.policies_maybe_selecting("default", &labels(&[("app", "api")]))
+            .is_empty(),
+        "a policy is found through its podSelector's equality"
+    );
 
     // The pod moves to another IP: the old address is forgotten.
     store
@@ -113,7 +123,10 @@ fn watch_events_update_every_index() {
     assert_eq!(view.counts().pods, 0);
     assert_eq!(view.pods_in_with_label("default", "app", "web").count(), 0);
     assert_eq!(view.policies_in("default").count(), 0);
-    assert!(view.policies_maybe_selecting(&web_labels).next().is_none());
+    assert!(
+        view.policies_maybe_selecting("default", &web_labels)
+            .is_empty()
+    );
     assert!(view.pod_by_uid("uid-default-web").is_none());
 }
 
@@ -194,15 +207,46 @@ fn orphan_policies_follow_pod_changes() {
         ))))
         .expect("valid");
     assert_eq!(View::new(&store).orphan_policies().count(), 0);
+    assert_eq!(View::new(&store).orphans_in("default").count(), 0);
+    // A second selected pod, then a host-network one (selectors never
+    // match it): the policy stays selected until the last selectable pod
+    // goes.
     store
-        .apply(WatchEvent::Delete(pod(mk_pod(
+        .apply(WatchEvent::Apply(pod(mk_pod(
             "default",
-            "api-1",
-            "10.244.1.10",
-            &[],
+            "api-2",
+            "10.244.1.11",
+            &[("app", "api")],
         ))))
-        .expect("delete");
+        .expect("valid");
+    store
+        .apply(WatchEvent::Apply(pod(host_network(mk_pod(
+            "default",
+            "api-host",
+            "10.0.0.1",
+            &[("app", "api")],
+        )))))
+        .expect("valid");
+    for name in ["api-1", "api-2"] {
+        assert_eq!(View::new(&store).orphan_policies().count(), 0, "{name}");
+        store
+            .apply(WatchEvent::Delete(pod(mk_pod(
+                "default",
+                name,
+                "10.244.1.10",
+                &[],
+            ))))
+            .expect("delete");
+    }
     assert_eq!(View::new(&store).orphan_policies().count(), 1);
+    assert_eq!(
+        View::new(&store)
+            .orphans_in("default")
+            .map(|policy| policy.name.as_ref())
+            .collect::<Vec<_>>(),
+        ["api"]
+    );
+    assert_eq!(View::new(&store).orphans_in("other").count(), 0);
     store
         .apply(WatchEvent::Delete(mk_policy(
             "default",
@@ -314,6 +358,51 @@ fn cgroup_path_resolves_to_the_pod() {
         "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0b9a3c4e_5f61_4d2a_9c8e_7f1a2b3c4d5e.slice/cri-containerd-1.scope",
     );
     assert_eq!(found.map(|pod| pod.name.as_ref()), Some("web"));
+}
+
+/// A UID is kept as 16 bytes when it is a canonical UUID, as text
+/// otherwise; either way it reads back as written and finds its pod.
+#[test]
+fn uids_read_back_as_written() {
+    let uids = [
+        "0b9a3c4e-5f61-4d2a-9c8e-7f1a2b3c4d5e",
+        "0B9A3C4E-5F61-4D2A-9C8E-7F1A2B3C4D5E",
+        "0b9a3c4e-5f61-4d2a-9c8e-7f1a2b3c4d5g",
+        "0b9a3c4e_5f61-4d2a-9c8e-7f1a2b3c4d5e",
+        "uid-default-web",
+        "",
+    ];
+    for uid in uids {
+        assert_eq!(crate::enrich::object::Uid::new(uid).to_string(), uid);
+    }
+    assert!(matches!(
+        crate::enrich::object::Uid::new(uids[0]),
+        crate::enrich::object::Uid::Uuid(_)
+    ));
+    assert!(matches!(
+        crate::enrich::object::Uid::new(uids[1]),
+        crate::enrich::object::Uid::Text(_)
+    ));
+    let pods = uids[..5].iter().enumerate().map(|(index, uid)| {
+        let mut object = mk_pod(
+            "default",
+            &format!("pod-{index}"),
+            &format!("10.244.1.{}", index + 1),
+            &[],
+        );
+        object.metadata.uid = Some((*uid).into());
+        pod(object)
+    });
+    let store = store(pods);
+    let view = View::new(&store);
+    for (index, uid) in uids[..5].iter().enumerate() {
+        let found = view.pod_by_uid(uid).expect("found by uid");
+        assert_eq!(found.name.as_ref(), format!("pod-{index}"));
+        match found.identity() {
+            Identity::Pod { uid: read, .. } => assert_eq!(read, *uid),
+            other => panic!("not a pod: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -5,8 +5,11 @@
 //! cluster (namespace_label_missing, namespace_selector_matches_nothing,
 //! selector_matches_no_pod, policy_selects_no_pod,
 //! policy_in_other_namespace). Clusters change through the same `apply`
-//! as the watch (relabels, deletes) before they are asked, so the indexes'
-//! upkeep is checked too. A hand-rolled PRNG keeps it deterministic.
+//! as the watch (pods created, relabelled, deleted or moved to the host
+//! network; namespaces relabelled; policies changed or deleted) before they
+//! are asked, so the indexes' upkeep is checked too: the per-namespace
+//! policy index `verdict` reads, and the per-policy counts of selected pods
+//! the orphan hints read. A hand-rolled PRNG keeps it deterministic.
 
 use std::{
     collections::BTreeSet,
@@ -471,9 +474,11 @@ fn random_cluster(rng: &mut Rng) -> (Cluster, Store) {
             WatchEvent::Apply(mk_policy(policy.namespace, &policy.name, &policy.yaml())),
         );
     }
-    // Changes, as the watch delivers them.
-    for _ in 0..rng.below(5) {
-        match rng.below(4) {
+    // Changes, as the watch delivers them: they move the indexes and the
+    // per-policy counts of selected pods that the answers come from.
+    let mut created = 100;
+    for _ in 0..rng.below(8) {
+        match rng.below(7) {
             0 if !cluster.pods.is_empty() => {
                 let index = rng.below(cluster.pods.len());
                 cluster.pods[index].labels = random_labels(rng);
@@ -502,6 +507,44 @@ fn random_cluster(rng: &mut Rng) -> (Cluster, Store) {
                 apply(
                     &mut store,
                     WatchEvent::Delete(mk_policy(policy.namespace, &policy.name, "{}")),
+                );
+            }
+            4 if !cluster.policies.is_empty() => {
+                // A policy's spec changes (same namespace and name).
+                let index = rng.below(cluster.policies.len());
+                let old = &cluster.policies[index];
+                let changed = RPolicy {
+                    namespace: old.namespace,
+                    name: old.name.clone(),
+                    ..RPolicy::random(rng, index)
+                };
+                apply(
+                    &mut store,
+                    WatchEvent::Apply(mk_policy(changed.namespace, &changed.name, &changed.yaml())),
+                );
+                cluster.policies[index] = changed;
+            }
+            5 => {
+                // A pod created after the policies.
+                created += 1;
+                let index = created;
+                let pod = RPod {
+                    namespace: rng.pick(&NAMESPACES),
+                    name: format!("pod{index}"),
+                    ip: Ipv4Addr::new(10, 0, 1, index as u8),
+                    labels: random_labels(rng),
+                    host_network: rng.chance(8),
+                };
+                apply(&mut store, WatchEvent::Apply(pod_object(&pod)));
+                cluster.pods.push(pod);
+            }
+            6 if !cluster.pods.is_empty() => {
+                // A pod switches to or from the host network.
+                let index = rng.below(cluster.pods.len());
+                cluster.pods[index].host_network = !cluster.pods[index].host_network;
+                apply(
+                    &mut store,
+                    WatchEvent::Apply(pod_object(&cluster.pods[index])),
                 );
             }
             _ => {}

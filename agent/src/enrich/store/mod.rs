@@ -3,100 +3,40 @@
 //! not use ([`super::skipped`]). Receives [`WatchEvent`]s through
 //! [`Store::apply`], the one entry point used by the live watch and the
 //! snapshot loader alike; read through [`super::view`].
+//!
+//! Sized for a node agent in a 100,000-pod cluster (every node holds the
+//! whole cluster): pods and policies live once, in their namespace
+//! ([`Namespaced`]), and every other index points at them; a pod's name is
+//! not interned (it is unique: interning only added a table entry), its
+//! UID is 16 bytes ([`super::object::Uid`]), its workload, label set and
+//! port list are shared with its replicas. Each policy carries how many
+//! pods of its namespace it selects, so a pod event moves counts instead
+//! of re-checking the namespace ([`namespaced`]). Bursts are applied in
+//! time-bounded batches ([`batch`]).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    sync::Arc,
-};
+pub mod batch;
+mod index;
+mod namespaced;
+mod orphans;
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 
+use self::index::CountMap;
+pub use self::{
+    index::{LabelIndex, get as index_get},
+    namespaced::{CountedPolicy, NamespacePods, NamespacePolicies, Namespaced, PolicyIndex},
+    orphans::Orphans,
+};
 use super::{
     Error,
-    object::{self, EndpointSlice, Interner, Key, Namespace, Node, Pod, Service, Str},
-    policy::{self, Policy, Selector},
+    object::{self, EndpointSlice, Interner, Key, Namespace, Node, Pod, Service, Str, Uid},
+    policy::{self, Policy},
     skipped::{self, Skipped},
 };
 
 pub use super::change::{HashMap, HashSet, Kind, Object, WatchEvent};
-
-/// Objects by label key, then value.
-pub type LabelIndex<T> = HashMap<Str, HashMap<Str, Vec<T>>>;
-
-fn index_insert<T>(index: &mut LabelIndex<T>, key: &Str, value: &Str, item: T) {
-    index
-        .entry(key.clone())
-        .or_default()
-        .entry(value.clone())
-        .or_default()
-        .push(item);
-}
-
-fn index_remove<T>(index: &mut LabelIndex<Arc<T>>, key: &str, value: &str, item: &Arc<T>) {
-    index_remove_by(index, key, value, |other| Arc::ptr_eq(other, item));
-}
-
-fn index_remove_by<T>(
-    index: &mut LabelIndex<T>,
-    key: &str,
-    value: &str,
-    is_item: impl Fn(&T) -> bool,
-) {
-    let Some(values) = index.get_mut(key) else {
-        return;
-    };
-    if let Some(items) = values.get_mut(value) {
-        items.retain(|other| !is_item(other));
-        if items.is_empty() {
-            values.remove(value);
-        }
-    }
-    if values.is_empty() {
-        index.remove(key);
-    }
-}
-
-/// Takes one from a count, forgetting it at zero.
-fn decrement<K: std::hash::Hash + Eq + Ord, M: CountMap<K>>(counts: &mut M, key: &K) {
-    counts.decrement(key);
-}
-
-/// A map of counts (hash or ordered).
-trait CountMap<K> {
-    fn decrement(&mut self, key: &K);
-}
-
-impl<K: std::hash::Hash + Eq> CountMap<K> for HashMap<K, u32> {
-    fn decrement(&mut self, key: &K) {
-        if let Some(count) = self.get_mut(key) {
-            *count -= 1;
-            if *count == 0 {
-                self.remove(key);
-            }
-        }
-    }
-}
-
-impl<K: Ord> CountMap<K> for BTreeMap<K, u32> {
-    fn decrement(&mut self, key: &K) {
-        if let Some(count) = self.get_mut(key) {
-            *count -= 1;
-            if *count == 0 {
-                self.remove(key);
-            }
-        }
-    }
-}
-
-/// The pods of one namespace.
-#[derive(Debug, Default)]
-pub struct NamespacePods {
-    /// By name.
-    pub by_name: BTreeMap<Str, Arc<Pod>>,
-    /// By label key, then value.
-    pub by_label: LabelIndex<Arc<Pod>>,
-}
 
 /// Counts of what the store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,29 +74,20 @@ impl Counts {
 pub struct Store {
     interner: Interner,
     pub(super) namespaces: HashMap<Str, Arc<Namespace>>,
-    pub(super) pods: HashMap<Key, Arc<Pod>>,
-    pub(super) pod_by_uid: HashMap<Str, Arc<Pod>>,
+    /// Pods and policies, per namespace.
+    pub(super) namespaced: HashMap<Str, Namespaced>,
+    pod_count: usize,
+    policy_count: usize,
+    pub(super) pod_by_uid: HashMap<Uid, Arc<Pod>>,
     pub(super) pod_by_ip: HashMap<IpAddr, Arc<Pod>>,
-    pub(super) pods_by_namespace: HashMap<Str, NamespacePods>,
     pub(super) services: HashMap<Key, Arc<Service>>,
     pub(super) service_by_ip: HashMap<IpAddr, Key>,
     pub(super) slices: HashMap<Key, Arc<EndpointSlice>>,
-    pub(super) slices_by_service: HashMap<Key, BTreeSet<Str>>,
-    pub(super) policies_by_namespace: HashMap<Str, BTreeMap<Str, Arc<Policy>>>,
-    /// Policies whose podSelector has a `key=value` equality, by that pair.
-    pub(super) policies_by_label: LabelIndex<Arc<Policy>>,
-    /// Policies whose podSelector is not empty and has no equality.
-    pub(super) policies_unindexed: Vec<Arc<Policy>>,
+    /// Slice names per Service, sorted.
+    pub(super) slices_by_service: HashMap<Key, Vec<Str>>,
     /// Policies whose non-empty podSelector selects no pod of their own
     /// namespace (kept current on every pod and policy change).
-    pub(super) orphans: BTreeMap<Key, Arc<Policy>>,
-    /// The same orphans grouped by podSelector: explain asks which orphans
-    /// select a pod's labels, and checks each distinct selector once.
-    pub(super) orphan_groups: HashMap<Selector, BTreeMap<Key, Arc<Policy>>>,
-    /// Orphan selectors by their first `key=value` equality.
-    pub(super) orphan_selectors_by_label: LabelIndex<Selector>,
-    /// Orphan selectors without an equality.
-    pub(super) orphan_selectors_unindexed: Vec<Selector>,
+    pub(super) orphans: Orphans,
     /// Namespace names by label key, then value.
     pub(super) namespaces_by_label: LabelIndex<Str>,
     /// For each pod label key and value, the namespaces holding (not
@@ -227,10 +158,10 @@ impl Store {
     pub fn counts(&self) -> Counts {
         Counts {
             namespaces: self.namespaces.len(),
-            pods: self.pods.len(),
+            pods: self.pod_count,
             services: self.services.len(),
             endpoint_slices: self.slices.len(),
-            policies: self.policies_by_namespace.values().map(BTreeMap::len).sum(),
+            policies: self.policy_count,
             nodes: self.nodes.len(),
         }
     }
@@ -294,17 +225,24 @@ impl Store {
             namespace: "".into(),
             name: name.clone(),
         };
+        let namespaced = |names: fn(&Namespaced) -> Vec<&Str>| {
+            self.namespaced
+                .iter()
+                .flat_map(|(namespace, held)| {
+                    names(held).into_iter().map(|name| Key {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    })
+                })
+                .collect()
+        };
         match kind {
             Kind::Namespace => self.namespaces.keys().map(cluster).collect(),
             Kind::Node => self.nodes.keys().map(cluster).collect(),
-            Kind::Pod => self.pods.keys().cloned().collect(),
+            Kind::Pod => namespaced(|held| held.pods.by_name.keys().collect()),
             Kind::Service => self.services.keys().cloned().collect(),
             Kind::EndpointSlice => self.slices.keys().cloned().collect(),
-            Kind::NetworkPolicy => self
-                .policies_by_namespace
-                .values()
-                .flat_map(|policies| policies.values().map(|policy| policy.key()))
-                .collect(),
+            Kind::NetworkPolicy => namespaced(|held| held.policies.by_name.keys().collect()),
         }
     }
 
@@ -320,7 +258,7 @@ impl Store {
                     },
                 );
                 for (label, value) in namespace.labels.iter() {
-                    index_insert(
+                    index::insert(
                         &mut self.namespaces_by_label,
                         label,
                         value,
@@ -373,8 +311,7 @@ impl Store {
     }
 
     fn insert_pod(&mut self, pod: Pod) {
-        let key = pod.key();
-        self.remove(Kind::Pod, &key);
+        self.remove(Kind::Pod, &pod.key());
         let pod = Arc::new(pod);
         if !pod.uid.is_empty() {
             self.pod_by_uid.insert(pod.uid.clone(), pod.clone());
@@ -384,14 +321,6 @@ impl Store {
                 self.pod_by_ip.insert(*ip, pod.clone());
             }
         }
-        let namespace = self
-            .pods_by_namespace
-            .entry(key.namespace.clone())
-            .or_default();
-        namespace.by_name.insert(key.name.clone(), pod.clone());
-        for (label, value) in pod.labels.iter() {
-            index_insert(&mut namespace.by_label, label, value, pod.clone());
-        }
         if !pod.host_network {
             for (label, value) in pod.labels.iter() {
                 *self
@@ -400,95 +329,53 @@ impl Store {
                     .or_default()
                     .entry(value.clone())
                     .or_default()
-                    .entry(key.namespace.clone())
+                    .entry(pod.namespace.clone())
                     .or_default() += 1;
             }
         }
-        self.pods.insert(key.clone(), pod);
-        self.refresh_orphans(&key.namespace);
+        self.pod_count += 1;
+        self.namespaced
+            .entry(pod.namespace.clone())
+            .or_default()
+            .insert_pod(pod, &mut self.orphans);
     }
 
-    /// True when some (not host-network) pod of `namespace` matches.
-    fn selects_some_pod(&self, namespace: &str, selector: &super::policy::Selector) -> bool {
-        let Some(pods) = self.pods_by_namespace.get(namespace) else {
-            return false;
-        };
-        let matching = |pod: &Arc<Pod>| !pod.host_network && selector.matches(&pod.labels);
-        match selector.first_equality() {
-            Some((key, value)) => pods
-                .by_label
-                .get(key.as_ref())
-                .and_then(|values| values.get(value.as_ref()))
-                .is_some_and(|candidates| candidates.iter().any(matching)),
-            None => pods.by_name.values().any(matching),
-        }
-    }
-
-    /// Recomputes which policies of a namespace select no pod there.
-    fn refresh_orphans(&mut self, namespace: &Str) {
-        let Some(policies) = self.policies_by_namespace.get(namespace) else {
+    fn remove_pod(&mut self, key: &Key) {
+        let Some(held) = self.namespaced.get_mut(&key.namespace) else {
             return;
         };
-        let mut changes = Vec::new();
-        for policy in policies.values() {
-            let orphan = !policy.pod_selector.is_empty()
-                && !self.selects_some_pod(namespace, &policy.pod_selector);
-            let key = policy.key();
-            if orphan != self.orphans.contains_key(&key) {
-                changes.push((key, orphan.then(|| policy.clone())));
+        let Some(pod) = held.remove_pod(&key.name, &mut self.orphans) else {
+            return;
+        };
+        if held.is_empty() {
+            self.namespaced.remove(&key.namespace);
+        }
+        self.pod_count -= 1;
+        let is_this =
+            |other: Option<&Arc<Pod>>| other.is_some_and(|other| Arc::ptr_eq(other, &pod));
+        if is_this(self.pod_by_uid.get(&pod.uid)) {
+            self.pod_by_uid.remove(&pod.uid);
+        }
+        for ip in &pod.ips {
+            if is_this(self.pod_by_ip.get(ip)) {
+                self.pod_by_ip.remove(ip);
             }
         }
-        for (key, policy) in changes {
-            match policy {
-                Some(policy) => self.orphan_insert(key, policy),
-                None => self.orphan_remove(&key),
-            }
-        }
-    }
-
-    fn orphan_insert(&mut self, key: Key, policy: Arc<Policy>) {
-        let selector = &policy.pod_selector;
-        let group = match self.orphan_groups.get_mut(selector) {
-            Some(group) => group,
-            None => {
-                match selector.first_equality() {
-                    Some((label, value)) => index_insert(
-                        &mut self.orphan_selectors_by_label,
-                        label,
-                        value,
-                        selector.clone(),
-                    ),
-                    None => self.orphan_selectors_unindexed.push(selector.clone()),
+        if !pod.host_network {
+            for (label, value) in pod.labels.iter() {
+                let Some(values) = self.pod_label_namespaces.get_mut(label) else {
+                    continue;
+                };
+                if let Some(namespaces) = values.get_mut(value) {
+                    namespaces.decrement(&key.namespace);
+                    if namespaces.is_empty() {
+                        values.remove(value);
+                    }
                 }
-                self.orphan_groups.entry(selector.clone()).or_default()
+                if values.is_empty() {
+                    self.pod_label_namespaces.remove(label);
+                }
             }
-        };
-        group.insert(key.clone(), policy.clone());
-        self.orphans.insert(key, policy);
-    }
-
-    fn orphan_remove(&mut self, key: &Key) {
-        let Some(policy) = self.orphans.remove(key) else {
-            return;
-        };
-        let selector = &policy.pod_selector;
-        let Some(group) = self.orphan_groups.get_mut(selector) else {
-            return;
-        };
-        group.remove(key);
-        if !group.is_empty() {
-            return;
-        }
-        self.orphan_groups.remove(selector);
-        match selector.first_equality() {
-            Some((label, value)) => {
-                index_remove_by(&mut self.orphan_selectors_by_label, label, value, |other| {
-                    other == selector
-                })
-            }
-            None => self
-                .orphan_selectors_unindexed
-                .retain(|other| other != selector),
         }
     }
 
@@ -511,13 +398,16 @@ impl Store {
         };
         self.remove(Kind::EndpointSlice, &key);
         if let Some(service) = &slice.service {
-            self.slices_by_service
+            let names = self
+                .slices_by_service
                 .entry(Key {
                     namespace: slice.namespace.clone(),
                     name: service.clone(),
                 })
-                .or_default()
-                .insert(slice.name.clone());
+                .or_default();
+            if let Err(at) = names.binary_search(&slice.name) {
+                names.insert(at, slice.name.clone());
+            }
         }
         self.slices.insert(key, Arc::new(slice));
     }
@@ -525,19 +415,11 @@ impl Store {
     fn insert_policy(&mut self, policy: Policy) {
         let key = policy.key();
         self.remove(Kind::NetworkPolicy, &key);
-        let policy = Arc::new(policy);
-        match policy.pod_selector.first_equality() {
-            Some((label, value)) => {
-                index_insert(&mut self.policies_by_label, label, value, policy.clone());
-            }
-            None if policy.pod_selector.is_empty() => {}
-            None => self.policies_unindexed.push(policy.clone()),
-        }
-        self.policies_by_namespace
-            .entry(key.namespace.clone())
+        self.policy_count += 1;
+        self.namespaced
+            .entry(key.namespace)
             .or_default()
-            .insert(key.name.clone(), policy);
-        self.refresh_orphans(&key.namespace);
+            .insert_policy(Arc::new(policy), &mut self.orphans);
     }
 
     fn remove(&mut self, kind: Kind, key: &Key) {
@@ -545,7 +427,7 @@ impl Store {
             Kind::Namespace => {
                 if let Some(namespace) = self.namespaces.remove(&key.name) {
                     for (label, value) in namespace.labels.iter() {
-                        index_remove_by(&mut self.namespaces_by_label, label, value, |name| {
+                        index::remove_by(&mut self.namespaces_by_label, label, value, |name| {
                             *name == namespace.name
                         });
                     }
@@ -561,55 +443,12 @@ impl Store {
                     for cidr in &node.pod_cidrs {
                         let cidr = cidr.trunc();
                         let prefix = (matches!(cidr, IpNet::V4(_)), cidr.prefix_len());
-                        decrement(&mut self.pod_cidrs, &cidr);
-                        decrement(&mut self.pod_cidr_prefixes, &prefix);
+                        self.pod_cidrs.decrement(&cidr);
+                        self.pod_cidr_prefixes.decrement(&prefix);
                     }
                 }
             }
-            Kind::Pod => {
-                let Some(pod) = self.pods.remove(key) else {
-                    return;
-                };
-                let is_this = |other: Option<&Arc<Pod>>| {
-                    other.is_some_and(|other| {
-                        other.name == key.name && other.namespace == key.namespace
-                    })
-                };
-                if is_this(self.pod_by_uid.get(&pod.uid)) {
-                    self.pod_by_uid.remove(&pod.uid);
-                }
-                for ip in &pod.ips {
-                    if is_this(self.pod_by_ip.get(ip)) {
-                        self.pod_by_ip.remove(ip);
-                    }
-                }
-                if !pod.host_network {
-                    for (label, value) in pod.labels.iter() {
-                        let Some(values) = self.pod_label_namespaces.get_mut(label) else {
-                            continue;
-                        };
-                        if let Some(namespaces) = values.get_mut(value) {
-                            decrement(namespaces, &key.namespace);
-                            if namespaces.is_empty() {
-                                values.remove(value);
-                            }
-                        }
-                        if values.is_empty() {
-                            self.pod_label_namespaces.remove(label);
-                        }
-                    }
-                }
-                if let Some(namespace) = self.pods_by_namespace.get_mut(&key.namespace) {
-                    namespace.by_name.remove(&key.name);
-                    for (label, value) in pod.labels.iter() {
-                        index_remove(&mut namespace.by_label, label, value, &pod);
-                    }
-                    if namespace.by_name.is_empty() {
-                        self.pods_by_namespace.remove(&key.namespace);
-                    }
-                }
-                self.refresh_orphans(&key.namespace);
-            }
+            Kind::Pod => self.remove_pod(key),
             Kind::Service => {
                 if let Some(service) = self.services.remove(key) {
                     for ip in &service.cluster_ips {
@@ -628,7 +467,7 @@ impl Store {
                         name: service.clone(),
                     };
                     if let Some(names) = self.slices_by_service.get_mut(&service) {
-                        names.remove(&key.name);
+                        names.retain(|name| *name != key.name);
                         if names.is_empty() {
                             self.slices_by_service.remove(&service);
                         }
@@ -636,23 +475,14 @@ impl Store {
                 }
             }
             Kind::NetworkPolicy => {
-                let Some(policies) = self.policies_by_namespace.get_mut(&key.namespace) else {
+                let Some(held) = self.namespaced.get_mut(&key.namespace) else {
                     return;
                 };
-                let Some(policy) = policies.remove(&key.name) else {
-                    return;
-                };
-                if policies.is_empty() {
-                    self.policies_by_namespace.remove(&key.namespace);
+                if held.remove_policy(&key.name, &mut self.orphans).is_some() {
+                    self.policy_count -= 1;
                 }
-                self.orphan_remove(key);
-                match policy.pod_selector.first_equality() {
-                    Some((label, value)) => {
-                        index_remove(&mut self.policies_by_label, label, value, &policy);
-                    }
-                    None => self
-                        .policies_unindexed
-                        .retain(|other| !Arc::ptr_eq(other, &policy)),
+                if held.is_empty() {
+                    self.namespaced.remove(&key.namespace);
                 }
             }
         }

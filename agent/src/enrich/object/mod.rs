@@ -3,12 +3,7 @@
 //! [`super::policy`]). Receives k8s-openapi objects, emits these; strings
 //! are interned so that labels repeated over thousands of pods cost once.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    fmt,
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, fmt, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use k8s_openapi::{
@@ -21,61 +16,15 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 
+mod interner;
+mod uid;
+
+pub use self::{interner::Interner, uid::Uid};
 use super::Error;
-use crate::model::{Identity, Protocol, Workload};
+use crate::model::{self, Identity, Protocol};
 
 /// An interned string.
 pub type Str = Arc<str>;
-
-/// Interns strings: equal strings share one allocation.
-#[derive(Debug, Default)]
-pub struct Interner {
-    strings: HashSet<Str>,
-    /// Whole label sets: the replicas of a workload share one.
-    label_sets: HashSet<Arc<[(Str, Str)]>>,
-    /// Whole container port lists, shared the same way.
-    port_lists: HashSet<Arc<[ContainerPort]>>,
-}
-
-impl Interner {
-    /// The shared copy of `value`.
-    pub fn get(&mut self, value: &str) -> Str {
-        if let Some(found) = self.strings.get(value) {
-            return found.clone();
-        }
-        let new: Str = Arc::from(value);
-        self.strings.insert(new.clone());
-        new
-    }
-
-    /// The shared copy of a label set.
-    fn label_set(&mut self, labels: Vec<(Str, Str)>) -> Arc<[(Str, Str)]> {
-        if let Some(found) = self.label_sets.get(labels.as_slice()) {
-            return found.clone();
-        }
-        let new: Arc<[(Str, Str)]> = Arc::from(labels);
-        self.label_sets.insert(new.clone());
-        new
-    }
-
-    /// The shared copy of a container port list.
-    fn port_list(&mut self, ports: Vec<ContainerPort>) -> Arc<[ContainerPort]> {
-        if let Some(found) = self.port_lists.get(ports.as_slice()) {
-            return found.clone();
-        }
-        let new: Arc<[ContainerPort]> = Arc::from(ports);
-        self.port_lists.insert(new.clone());
-        new
-    }
-
-    /// Forgets strings, label sets and port lists no object uses any more
-    /// (label sets first: they hold strings).
-    pub fn prune(&mut self) {
-        self.label_sets.retain(|set| Arc::strong_count(set) > 1);
-        self.port_lists.retain(|list| Arc::strong_count(list) > 1);
-        self.strings.retain(|string| Arc::strong_count(string) > 1);
-    }
-}
 
 /// `namespace/name` of a namespaced object (namespace empty for cluster
 /// objects).
@@ -98,7 +47,7 @@ impl fmt::Display for Key {
 }
 
 /// Labels, sorted by key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Labels(Arc<[(Str, Str)]>);
 
 impl Default for Labels {
@@ -191,6 +140,15 @@ pub struct ContainerPort {
     pub protocol: Protocol,
 }
 
+/// The workload that owns a pod (from its controller owner reference).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Workload {
+    /// Its kind (`Deployment`, `StatefulSet`, …).
+    pub kind: Str,
+    /// Its name.
+    pub name: Str,
+}
+
 /// A Pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pod {
@@ -199,7 +157,7 @@ pub struct Pod {
     /// Name.
     pub name: Str,
     /// `metadata.uid` (the cgroup path carries it).
-    pub uid: Str,
+    pub uid: Uid,
     /// Labels.
     pub labels: Labels,
     /// Pod IPs (for host-network pods: the node's).
@@ -210,8 +168,8 @@ pub struct Pod {
     pub host_network: bool,
     /// True once the pod has Succeeded or Failed: its IP may be reused.
     pub finished: bool,
-    /// The owning workload: (kind, name).
-    pub workload: Option<(Str, Str)>,
+    /// The owning workload, shared by its replicas.
+    pub workload: Option<Arc<Workload>>,
     /// Container ports of every container (init/sidecar containers too),
     /// shared by pods with the same list.
     pub ports: Arc<[ContainerPort]>,
@@ -241,9 +199,9 @@ impl Pod {
             name: self.name.to_string(),
             uid: self.uid.to_string(),
             labels: self.labels.to_map(),
-            workload: self.workload.as_ref().map(|(kind, name)| Workload {
-                kind: kind.to_string(),
-                name: name.to_string(),
+            workload: self.workload.as_ref().map(|workload| model::Workload {
+                kind: workload.kind.to_string(),
+                name: workload.name.to_string(),
             }),
             node: self.node.as_ref().map(|node| node.to_string()),
             host_network: self.host_network,
@@ -359,6 +317,19 @@ pub fn meta_key(
     namespaced: bool,
     interner: &mut Interner,
 ) -> Result<Key, Error> {
+    let (namespace, name) = meta_names(kind, meta, namespaced)?;
+    Ok(Key {
+        namespace: interner.get(namespace),
+        name: interner.get(name),
+    })
+}
+
+/// The namespace and name of an object, or an error naming what is missing.
+fn meta_names<'m>(
+    kind: &'static str,
+    meta: &'m ObjectMeta,
+    namespaced: bool,
+) -> Result<(&'m str, &'m str), Error> {
     let name = meta.name.as_deref().unwrap_or_default();
     let namespace = meta.namespace.as_deref().unwrap_or_default();
     if name.is_empty() || (namespaced && namespace.is_empty()) {
@@ -369,10 +340,7 @@ pub fn meta_key(
             reason: "metadata.name or metadata.namespace is missing".to_string(),
         });
     }
-    Ok(Key {
-        namespace: interner.get(namespace),
-        name: interner.get(name),
-    })
+    Ok((namespace, name))
 }
 
 fn invalid(kind: &'static str, key: &Key, reason: String) -> Error {
@@ -421,7 +389,7 @@ pub fn namespace(object: &K8sNamespace, interner: &mut Interner) -> Result<Names
 }
 
 /// The workload that owns a pod, from its controller owner reference.
-fn workload(meta: &ObjectMeta, interner: &mut Interner) -> Option<(Str, Str)> {
+fn workload(meta: &ObjectMeta, interner: &mut Interner) -> Option<Arc<Workload>> {
     let owner = meta
         .owner_references
         .iter()
@@ -450,16 +418,20 @@ fn workload(meta: &ObjectMeta, interner: &mut Interner) -> Option<(Str, Str)> {
         },
         other => (other, owner.name.as_str()),
     };
-    Some((interner.get(kind), interner.get(name)))
+    Some(interner.workload(kind, name))
 }
 
 /// Strips a Pod.
 pub fn pod(object: &K8sPod, interner: &mut Interner) -> Result<Pod, Error> {
-    let key = meta_key("Pod", &object.metadata, true, interner)?;
+    let (namespace, name) = meta_names("Pod", &object.metadata, true)?;
+    // The name is unique per pod: interning it would only add a table entry.
+    let key = Key {
+        namespace: interner.get(namespace),
+        name: Arc::from(name),
+    };
     let spec = object.spec.as_ref();
     let status = object.status.as_ref();
-    // Unique per pod: interning would only add a table entry.
-    let uid: Str = Arc::from(object.metadata.uid.as_deref().unwrap_or_default());
+    let uid = Uid::new(object.metadata.uid.as_deref().unwrap_or_default());
     let mut ips: Vec<&str> = status
         .and_then(|status| status.pod_ips.as_ref())
         .into_iter()
