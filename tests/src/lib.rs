@@ -8,6 +8,7 @@
 //! filters the agent's events to its own addresses, so tests run in parallel.
 #![deny(missing_docs)]
 
+pub mod apiserver;
 pub mod lab;
 pub mod otlp_server;
 

@@ -170,6 +170,18 @@ impl Agent {
         Self::start_with(Some(netns), extra)
     }
 
+    /// Like [`Agent::start`], with `environment` set for the agent (run
+    /// through `env`, so the test process's own environment is untouched).
+    pub fn start_with_env(environment: &[(&str, &str)], extra: &[&str]) -> Result<Self> {
+        let mut wrapper = vec!["env".to_owned()];
+        wrapper.extend(
+            environment
+                .iter()
+                .map(|(name, value)| format!("{name}={value}")),
+        );
+        Self::start_wrapped(None, &wrapper, extra)
+    }
+
     fn start_with(netns: Option<&Netns>, extra: &[&str]) -> Result<Self> {
         Self::start_wrapped(netns, &[], extra)
     }

@@ -142,6 +142,11 @@ impl Cluster {
         self
     }
 
+    /// The objects so far, for an API server to serve.
+    pub fn items(&self) -> &[Value] {
+        &self.items
+    }
+
     /// Writes the snapshot as a JSON `List` to a unique temporary file.
     pub fn write(&self, lab_id: u32) -> Result<Snapshot> {
         let path = std::env::temp_dir().join(format!("dropscope-lab-{lab_id}-snapshot.json"));
