@@ -4,6 +4,7 @@
 //! speaks the part of the protocol a list/watch client depends on, the way
 //! the API server does:
 //!
+//! - `GET /version`, which clients probe;
 //! - `GET` lists of the six kinds the agent watches, cluster-wide, with the
 //!   list's `metadata.resourceVersion`; one global, increasing resource
 //!   version, stamped on every object as it changes;
@@ -367,6 +368,13 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> Result<()> {
         return Ok(());
     }
     let request = read_request(&stream)?;
+    if request.path == "/version" {
+        let version = json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0-dropscope-test-apiserver",
+            "platform": "linux/amd64",
+        });
+        return respond(&mut stream, 200, &version);
+    }
     let Some(info) = KINDS.into_iter().find(|info| info.path == request.path) else {
         return respond(
             &mut stream,

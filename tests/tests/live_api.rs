@@ -15,8 +15,9 @@ use anyhow::{Context, Result, bail};
 use dropscope_e2e::{
     Agent, Lab,
     apiserver::TestApiServer,
-    lab::{Cluster, Netns, send_udp},
+    lab::{Cluster, Netns, collector, send_udp},
 };
+use dropscope_proto::v1::{GetStatusResponse, KindSyncState};
 use serde_json::{Value, json};
 
 const NODE: &str = "lab-node";
@@ -144,6 +145,49 @@ impl LiveLab {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+impl LiveLab {
+    /// The agent's `GetStatus`.
+    fn status(&self) -> Result<GetStatusResponse> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(collector::status(&self.agent.server()))
+    }
+
+    /// Polls `GetStatus` until `check` holds; fails after `WAIT`.
+    fn status_until(
+        &self,
+        what: &str,
+        check: impl Fn(&GetStatusResponse) -> bool,
+    ) -> Result<GetStatusResponse> {
+        let started = Instant::now();
+        loop {
+            let status = self.status()?;
+            if check(&status) {
+                return Ok(status);
+            }
+            if started.elapsed() > WAIT {
+                bail!(
+                    "GetStatus never showed {what} within {WAIT:?}: {:#?}",
+                    status.metadata
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The state `GetStatus` gives a kind (`networkpolicies`, …).
+fn kind_state(status: &GetStatusResponse, kind: &str) -> Option<KindSyncState> {
+    status
+        .metadata
+        .as_ref()?
+        .kinds
+        .iter()
+        .find(|sync| sync.kind == kind)
+        .and_then(|sync| KindSyncState::try_from(sync.state).ok())
 }
 
 fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
@@ -299,6 +343,75 @@ fn a_kind_the_rbac_forbids_degrades_only_itself_and_explanations_say_so() -> Res
         Some("explanation_incomplete"),
         "{explanation:#}"
     );
+    // Not ready for that kind only.
+    let status = live.status()?;
+    assert_eq!(
+        kind_state(&status, "networkpolicies"),
+        Some(KindSyncState::Forbidden),
+        "{:#?}",
+        status.metadata
+    );
+    for kind in ["pods", "namespaces", "services", "endpointslices", "nodes"] {
+        assert_eq!(
+            kind_state(&status, kind),
+            Some(KindSyncState::Synced),
+            "{kind}"
+        );
+    }
+    live.agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn an_api_outage_keeps_the_last_known_state_and_says_it_is_stale() -> Result<()> {
+    let mut live = LiveLab::new(|server| server.apply(&deny_all_ingress()))?;
+    live.explained_until("as denied by backend/deny-all", denied_by_deny_all)?;
+    assert_eq!(
+        live.status()?.metadata.map(|metadata| metadata.stale),
+        Some(false)
+    );
+
+    // The API server goes away: its watches end and reconnects are refused.
+    live.server.set_up(false);
+    let status = live.status_until("the metadata marked stale", |status| {
+        status
+            .metadata
+            .as_ref()
+            .is_some_and(|metadata| metadata.stale)
+            && kind_state(status, "networkpolicies") == Some(KindSyncState::Stale)
+    })?;
+    let log = live.agent.log();
+    assert!(
+        log.contains("marked stale"),
+        "the outage is logged once per kind:\n{log}"
+    );
+    assert_eq!(
+        status
+            .metadata
+            .as_ref()
+            .map(|metadata| metadata.objects["networkpolicies"]),
+        Some(1),
+        "the last known objects are kept"
+    );
+    // Explanations still use them.
+    let explanation = live.explain_next_drop()?;
+    assert!(denied_by_deny_all(&explanation), "{explanation:#}");
+
+    // Back: the probe sees it answer, the kinds are current again, and a
+    // change made after the outage arrives.
+    live.server.set_up(true);
+    live.status_until("every kind current again", |status| {
+        status
+            .metadata
+            .as_ref()
+            .is_some_and(|metadata| !metadata.stale)
+            && kind_state(status, "networkpolicies") == Some(KindSyncState::Synced)
+    })?;
+    live.server.delete(&deny_all_ingress())?;
+    live.explained_until("with no policy after the outage", |explanation| {
+        text(explanation, &["verdict"]) == "VERDICT_ALLOW"
+            && ingress_policies(explanation).is_empty()
+    })?;
     live.agent.stop()?;
     Ok(())
 }

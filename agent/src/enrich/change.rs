@@ -48,6 +48,19 @@ impl Kind {
             Kind::Node => "Node",
         }
     }
+
+    /// The API resource name (plural, lower case), as in URLs, RBAC rules
+    /// and `GetStatus`.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespaces",
+            Kind::Pod => "pods",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::NetworkPolicy => "networkpolicies",
+            Kind::Node => "nodes",
+        }
+    }
 }
 
 /// A Kubernetes object of one of the six kinds, as the API serves it.

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod change;
+pub mod freshness;
 pub mod object;
 pub mod policy;
 pub mod skipped;

@@ -3,9 +3,16 @@
 //! as the snapshot loader). Full objects are stripped as they arrive: no
 //! reflector keeps them. Connects in-cluster or through the kubeconfig. A
 //! kind the RBAC forbids is logged as a warning, recorded in the store as
-//! unavailable (explanations say so) and left out; the others go on.
+//! unavailable (explanations say so) and left out; the others go on. A
+//! kind whose watch fails (an API server outage) keeps its last known
+//! objects and is marked stale ([`super::freshness`]) until the API server
+//! answers again, which is probed every [`PROBE_EVERY`] while it lasts.
 
-use std::{fmt::Debug, sync::Arc};
+use std::{
+    fmt::Debug,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures::{StreamExt, stream::BoxStream};
 use kube::{
@@ -81,14 +88,31 @@ fn is_forbidden(error: &watcher::Error) -> bool {
     matches!(client_error, kube::Error::Api(status) if status.code == 403)
 }
 
+/// How often the API server is asked for its version while a kind is
+/// stale: the watchers resume on their own (with backoff) and say nothing
+/// when they do, so this is how the store learns the outage is over.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+
 /// What to do with one stream item; returns the kind when it is done
 /// (synced, or forbidden and given up).
 fn handle(store: &mut Store, item: Item, forbidden: &mut Vec<Kind>) -> Option<Kind> {
+    let now = SystemTime::now();
     match item {
         Ok(event) => {
+            let freshness = store.freshness_mut();
             let done = match &event {
-                WatchEvent::RelistDone(kind) => Some(*kind),
-                _ => None,
+                WatchEvent::RelistStart(kind) => {
+                    freshness.listing(*kind, now);
+                    None
+                }
+                WatchEvent::RelistDone(kind) => {
+                    freshness.delivered(*kind, now);
+                    Some(*kind)
+                }
+                WatchEvent::Apply(object) | WatchEvent::Delete(object) => {
+                    freshness.delivered(object.kind(), now);
+                    None
+                }
             };
             if let Err(error) = store.apply(event) {
                 tracing::warn!(%error, "object skipped");
@@ -100,10 +124,9 @@ fn handle(store: &mut Store, item: Item, forbidden: &mut Vec<Kind>) -> Option<Ki
         }
         Err((kind, error)) if is_forbidden(&error) => {
             // Explanations must not read "no policy" where none could be read.
-            store.note_unavailable(
-                kind,
-                format!("RBAC forbids listing {}: {error}", kind.as_str()),
-            );
+            let reason = format!("RBAC forbids listing {}: {error}", kind.as_str());
+            store.freshness_mut().forbidden(kind, reason.clone(), now);
+            store.note_unavailable(kind, reason);
             if !forbidden.contains(&kind) {
                 tracing::warn!(kind = kind.as_str(), %error, "RBAC forbids watching this kind; continuing without it");
                 forbidden.push(kind);
@@ -111,7 +134,15 @@ fn handle(store: &mut Store, item: Item, forbidden: &mut Vec<Kind>) -> Option<Ki
             Some(kind)
         }
         Err((kind, error)) => {
-            tracing::warn!(kind = kind.as_str(), %error, "watch failed; retrying with backoff");
+            if store.freshness_mut().failed(kind, error.to_string(), now) {
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    %error,
+                    "watch failed: the last known objects of this kind are kept, marked stale, until the API server answers again"
+                );
+            } else {
+                tracing::debug!(kind = kind.as_str(), %error, "watch still failing; retrying with backoff");
+            }
             None
         }
     }
@@ -144,18 +175,34 @@ pub async fn sync_once(client: &Client, store: &mut Store) -> Result<(), Error> 
 pub async fn run(client: Client, store: Arc<RwLock<Store>>) -> Result<(), Error> {
     let mut stream = events(&client).ready_chunks(batch::MAX_BATCH);
     let mut forbidden = Vec::new();
-    while let Some(items) = stream.next().await {
-        let mut pending = items.into_iter().peekable();
-        while pending.peek().is_some() {
-            let mut store = store.write().await;
-            batch::apply_within(
-                &mut store,
-                &mut pending,
-                batch::WRITE_BUDGET,
-                |store, item| {
-                    handle(store, item, &mut forbidden);
-                },
-            );
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            items = stream.next() => {
+                let Some(items) = items else { break };
+                let mut pending = items.into_iter().peekable();
+                while pending.peek().is_some() {
+                    let mut store = store.write().await;
+                    batch::apply_within(
+                        &mut store,
+                        &mut pending,
+                        batch::WRITE_BUDGET,
+                        |store, item| {
+                            handle(store, item, &mut forbidden);
+                        },
+                    );
+                }
+            }
+            _ = probe.tick() => {
+                if store.read().await.freshness().any_stale()
+                    && client.apiserver_version().await.is_ok()
+                {
+                    let resumed = store.write().await.freshness_mut().resumed(SystemTime::now());
+                    let kinds: Vec<&str> = resumed.iter().map(|kind| kind.as_str()).collect();
+                    tracing::info!(?kinds, "the API server answers again; stale kinds resume");
+                }
+            }
         }
     }
     Ok(())

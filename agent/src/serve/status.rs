@@ -13,7 +13,10 @@ use tokio::sync::{RwLock, watch};
 
 use crate::{
     convert,
-    enrich::store::Store,
+    enrich::{
+        freshness::KindState,
+        store::{Kind, Store},
+    },
     fanout::Hub,
     model::{Readiness, TrackStatus},
 };
@@ -156,17 +159,44 @@ impl AgentState {
             MetadataSource::Kubernetes => v1::MetadataSource::Kubernetes,
         };
         let mut objects = std::collections::BTreeMap::new();
+        let mut kinds = Vec::new();
+        let mut stale = false;
         if let Some(store) = self.metadata.get().and_then(|state| state.store.as_ref()) {
-            let counts = store.read().await.counts();
-            for (kind, count) in counts.by_kind() {
+            let store = store.read().await;
+            for (kind, count) in store.counts().by_kind() {
                 objects.insert(kind.to_owned(), count as u64);
             }
+            stale = store.freshness().any_stale();
+            kinds = store
+                .freshness()
+                .kinds()
+                .map(|(kind, state, since)| kind_sync(kind, state, since))
+                .collect();
         }
         v1::MetadataStatus {
             source: source as i32,
             synced: self.ready.borrow().metadata_synced,
             objects,
+            kinds,
+            stale,
         }
+    }
+}
+
+/// One kind's freshness, for `GetStatus`.
+fn kind_sync(kind: Kind, state: &KindState, entered: SystemTime) -> v1::KindSync {
+    let (state, since, reason) = match state {
+        KindState::Listing => (v1::KindSyncState::Listing, entered, String::new()),
+        KindState::Synced => (v1::KindSyncState::Synced, entered, String::new()),
+        // Since the outage began, not since its latest failure.
+        KindState::Stale { since, error } => (v1::KindSyncState::Stale, *since, error.clone()),
+        KindState::Forbidden { reason } => (v1::KindSyncState::Forbidden, entered, reason.clone()),
+    };
+    v1::KindSync {
+        kind: kind.resource().to_owned(),
+        state: state as i32,
+        since: Some(convert::timestamp(since)),
+        reason,
     }
 }
 

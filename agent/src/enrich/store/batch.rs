@@ -49,10 +49,12 @@ mod tests {
             apply_within(&mut store, &mut pending, Duration::ZERO, slow),
             1
         );
-        assert_eq!(
-            apply_within(&mut store, &mut pending, Duration::from_millis(3), slow),
-            2,
-            "the second item starts within the budget, the third does not"
+        // Each item takes at least 2 ms: within 3 ms, one or two start
+        // (two unless the machine stalled the first), never a third.
+        let second = apply_within(&mut store, &mut pending, Duration::from_millis(3), slow);
+        assert!(
+            (1..=2).contains(&second),
+            "{second} items started within a 3 ms budget"
         );
         let mut seen = Vec::new();
         let count = apply_within(
@@ -61,8 +63,8 @@ mod tests {
             Duration::from_secs(60),
             |_, item| seen.push(item),
         );
-        assert_eq!(count, 7);
-        assert_eq!(seen, [3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(count, 9 - second);
+        assert_eq!(seen, (1 + second as i32..10).collect::<Vec<_>>());
         assert_eq!(
             apply_within(&mut store, &mut pending, Duration::from_secs(60), |_, _| {}),
             0

@@ -31,6 +31,7 @@ pub use self::{
 };
 use super::{
     Error,
+    freshness::Freshness,
     object::{self, EndpointSlice, Interner, Key, Namespace, Node, Pod, Service, Str, Uid},
     policy::{self, Policy},
     skipped::{self, Skipped},
@@ -59,12 +60,12 @@ impl Counts {
     /// Each kind's plural name (as `kubectl get` names it) and count.
     pub fn by_kind(&self) -> [(&'static str, usize); 6] {
         [
-            ("namespaces", self.namespaces),
-            ("pods", self.pods),
-            ("services", self.services),
-            ("endpointslices", self.endpoint_slices),
-            ("networkpolicies", self.policies),
-            ("nodes", self.nodes),
+            (Kind::Namespace.resource(), self.namespaces),
+            (Kind::Pod.resource(), self.pods),
+            (Kind::Service.resource(), self.services),
+            (Kind::EndpointSlice.resource(), self.endpoint_slices),
+            (Kind::NetworkPolicy.resource(), self.policies),
+            (Kind::Node.resource(), self.nodes),
         ]
     }
 }
@@ -101,6 +102,8 @@ pub struct Store {
     pub(super) node_by_ip: HashMap<IpAddr, Str>,
     /// What the store could not use.
     pub(super) skipped: Skipped,
+    /// How current each kind is (live path only).
+    freshness: Freshness,
     relisting: HashMap<Kind, HashSet<Key>>,
 }
 
@@ -125,6 +128,16 @@ impl Store {
             skipped: Skipped::with_cap(cap),
             ..Self::default()
         }
+    }
+
+    /// How current each kind is, on the live path (empty for a snapshot).
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
+    }
+
+    /// The same, for the watch to keep current.
+    pub fn freshness_mut(&mut self) -> &mut Freshness {
+        &mut self.freshness
     }
 
     /// What the store could not use.
