@@ -148,6 +148,7 @@ pub fn explanation(explanation: &Explanation) -> v1::Explanation {
             .collect(),
         incomplete_unlisted: explanation.incomplete_unlisted,
         complete: explanation.is_complete(),
+        hints_unlisted: explanation.hints_unlisted,
     }
 }
 
@@ -328,6 +329,8 @@ fn direction_report(report: &DirectionReport) -> v1::DirectionReport {
         policies: report.policies.iter().map(policy_ref).collect(),
         allowed_by: report.allowed_by.iter().map(rule_ref).collect(),
         allowed: report.allowed,
+        policies_unlisted: report.policies_unlisted,
+        allowed_by_unlisted: report.allowed_by_unlisted,
     }
 }
 

@@ -25,6 +25,7 @@
 //!   ([`incomplete`]), puts hint `explanation_incomplete` first and never
 //!   says `policy_allows`.
 
+pub mod bound;
 pub mod closest;
 pub mod fix;
 pub mod hint;
@@ -501,6 +502,7 @@ fn report(check: &DirectionCheck<'_>) -> DirectionReport {
             })
             .collect(),
         allowed: check.allowed(),
+        ..DirectionReport::default()
     }
 }
 
@@ -611,7 +613,7 @@ fn describe(mut facts: Facts<'_>) -> Explanation {
     };
     let egress = report(&facts.egress);
     let ingress = report(&facts.ingress);
-    Explanation {
+    let mut explanation = Explanation {
         verdict,
         source: FlowEnd {
             ip: facts.source.ip,
@@ -640,10 +642,13 @@ fn describe(mut facts: Facts<'_>) -> Explanation {
         ingress,
         closest_miss,
         hints,
+        hints_unlisted: 0,
         suggested_policy,
         incomplete: missing.objects,
         incomplete_unlisted: missing.unlisted,
-    }
+    };
+    bound::bound(&mut explanation);
+    explanation
 }
 
 fn service_identity(hit: &ServiceHit<'_>, backend: Option<Backend>) -> Identity {

@@ -112,6 +112,7 @@ fn explanation(
         ingress: DirectionReport::default(),
         closest_miss: None,
         hints: Vec::new(),
+        hints_unlisted: 0,
         suggested_policy: None,
         incomplete: Vec::new(),
         incomplete_unlisted: 0,

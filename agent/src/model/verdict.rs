@@ -212,10 +212,16 @@ pub struct DirectionReport {
     pub pod: Option<String>,
     /// True when some policy selects the pod for this direction.
     pub isolated: bool,
-    /// The policies that select the pod for this direction.
+    /// The policies that select the pod for this direction (at most
+    /// `explain::bound::MAX_POLICIES`, no repeats).
     pub policies: Vec<PolicyRef>,
-    /// The rules that allow the flow (any one is enough).
+    /// Policies beyond those listed ("+N more").
+    pub policies_unlisted: u64,
+    /// The rules that allow the flow (any one is enough; at most
+    /// `explain::bound::MAX_RULES`, no repeats).
     pub allowed_by: Vec<RuleRef>,
+    /// Allowing rules beyond those listed ("+N more").
+    pub allowed_by_unlisted: u64,
     /// True when this direction lets the flow through.
     pub allowed: bool,
 }
@@ -287,8 +293,10 @@ pub struct Explanation {
     pub ingress: DirectionReport,
     /// For a denied flow, the rule that came closest.
     pub closest_miss: Option<ClosestMiss>,
-    /// Named traps.
+    /// Named traps (at most `explain::bound::MAX_HINTS`, no repeats).
     pub hints: Vec<Hint>,
+    /// Hints beyond those listed ("+N more").
+    pub hints_unlisted: u64,
     /// For a denied flow, the smallest NetworkPolicy (YAML) that allows it.
     pub suggested_policy: Option<String>,
     /// Objects that could decide the verdict but were not loaded; when

@@ -172,16 +172,24 @@ fn verdict_name(verdict: i32) -> &'static str {
     }
 }
 
-/// The policies of the denying directions, `ns/name` comma-separated.
+/// The policies of the denying directions, `ns/name` comma-separated,
+/// with `+N more` for those the explanation does not list.
 fn deciding_policies(explanation: &v1::Explanation) -> String {
-    [&explanation.egress, &explanation.ingress]
-        .into_iter()
-        .flatten()
-        .filter(|report| !report.allowed)
+    let denying = || {
+        [&explanation.egress, &explanation.ingress]
+            .into_iter()
+            .flatten()
+            .filter(|report| !report.allowed)
+    };
+    let mut named: Vec<String> = denying()
         .flat_map(|report| report.policies.iter())
         .map(|policy| format!("{}/{}", policy.namespace, policy.name))
-        .collect::<Vec<_>>()
-        .join(",")
+        .collect();
+    let more: u64 = denying().map(|report| report.policies_unlisted).sum();
+    if more > 0 {
+        named.push(format!("+{more} more"));
+    }
+    named.join(",")
 }
 
 fn kind_word(drop: &v1::DropEvent) -> &'static str {

@@ -39,15 +39,13 @@ fn direction(out: &mut String, label: &str, report: &DirectionReport) {
     let state = match (report.pod.is_some(), report.isolated) {
         (false, _) => "not a pod NetworkPolicy isolates".to_string(),
         (true, false) => "not isolated".to_string(),
-        (true, true) => format!(
-            "isolated by {}",
-            report
-                .policies
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        (true, true) => {
+            let mut named: Vec<String> = report.policies.iter().map(ToString::to_string).collect();
+            if report.policies_unlisted > 0 {
+                named.push(format!("+{} more", report.policies_unlisted));
+            }
+            format!("isolated by {}", named.join(", "))
+        }
     };
     let verdict = if report.allowed {
         match report.allowed_by.first() {
@@ -152,6 +150,9 @@ pub fn render(explanation: &Explanation) -> String {
         out.push_str("hints:\n");
         for hint in hints {
             let _ = writeln!(out, "  - {}: {}", hint.code, hint.message);
+        }
+        if explanation.hints_unlisted > 0 {
+            let _ = writeln!(out, "  - +{} more", explanation.hints_unlisted);
         }
     }
     if let Some(policy) = &explanation.suggested_policy {
