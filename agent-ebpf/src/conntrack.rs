@@ -30,7 +30,12 @@ const NFCT_PTRMASK: u64 = !7;
 /// returns the `ct_info` byte: [`CT_PRESENT`] plus ctinfo, or 0 when the skb
 /// carries no entry (the tuples are then left as they were).
 #[inline(always)]
-pub fn read_into(skb: &impl SkbFields, off: &KernelOffsets, original: &mut Tuple, reply: &mut Tuple) -> u8 {
+pub fn read_into(
+    skb: &impl SkbFields,
+    off: &KernelOffsets,
+    original: &mut Tuple,
+    reply: &mut Tuple,
+) -> u8 {
     if !offsets::present(off.skb_nfct) || !offsets::present(off.ct_tuple_original) {
         return 0;
     }

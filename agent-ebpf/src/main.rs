@@ -68,11 +68,9 @@ pub fn kfree_skb_tracepoint(ctx: TracePointContext) -> u32 {
         )
     };
     match fields {
-        (Ok(skb), Ok(location), Ok(reason)) => hooks::kfree_skb::on_free(
-            skb::CopiedSkb::load(skb, offsets::get()),
-            location,
-            reason,
-        ),
+        (Ok(skb), Ok(location), Ok(reason)) => {
+            hooks::kfree_skb::on_free(skb::CopiedSkb::load(skb, offsets::get()), location, reason)
+        }
         _ => emit::count(dropscope_abi::Stat::ReadErrors),
     }
     0
