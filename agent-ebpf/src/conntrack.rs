@@ -14,11 +14,12 @@ use dropscope_abi::{
     CT_INFO_MASK, CT_PRESENT, ConntrackTupleOffsets, FAMILY_IPV4, FAMILY_IPV6, KernelOffsets, Tuple,
 };
 
-use crate::{maps::SCRATCH, offsets, read, skb::SkbFields};
+use crate::{
+    maps::{CT_WINDOW, SCRATCH},
+    offsets, read,
+    skb::SkbFields,
+};
 
-/// Bytes copied from the original tuple on: both tuples on the kernels
-/// seen (56 bytes apart, 40 each).
-pub const CT_WINDOW: usize = 128;
 /// Mask keeping copy indexes inside the scratch buffer, which has room for
 /// the widest field (16 bytes) past the copy's end.
 const CT_WINDOW_MASK: u32 = CT_WINDOW as u32 - 1;

@@ -55,8 +55,12 @@ pub struct Scratch {
     pub recent: RecentFlow,
     /// Both conntrack tuples of a new flow's entry, copied at once, with
     /// room for the widest field past the copy (see `conntrack`).
-    pub conntrack: [u8; crate::conntrack::CT_WINDOW + 16],
+    pub conntrack: [u8; CT_WINDOW + 16],
 }
+
+/// Bytes of `struct nf_conn` copied from the original tuple on: both
+/// tuples on the kernels seen (56 bytes apart, 40 each).
+pub const CT_WINDOW: usize = 128;
 
 /// A CPU's most recently counted flow: its key, its counter slot, and the
 /// slot's `first_ns` when it was remembered, which proves the slot still
