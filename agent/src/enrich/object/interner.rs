@@ -64,6 +64,16 @@ impl Interner {
         new
     }
 
+    /// Values held: strings, label sets, port lists and workloads.
+    pub fn len(&self) -> usize {
+        self.strings.len() + self.label_sets.len() + self.port_lists.len() + self.workloads.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets strings, label sets, port lists and workloads no object uses
     /// any more (the shared sets first: they hold strings).
     pub fn prune(&mut self) {

@@ -39,6 +39,9 @@ use super::{
 
 pub use super::change::{HashMap, HashSet, Kind, Object, WatchEvent};
 
+/// Fewest changes between two prunings of the interner.
+pub const PRUNE_AFTER: usize = 4096;
+
 /// Counts of what the store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -104,6 +107,8 @@ pub struct Store {
     pub(super) skipped: Skipped,
     /// How current each kind is (live path only).
     freshness: Freshness,
+    /// Applies and deletes since the interner was last pruned.
+    changes_since_prune: usize,
     relisting: HashMap<Kind, HashSet<Key>>,
 }
 
@@ -204,6 +209,7 @@ impl Store {
                             .record(kind, key, reason, skipped::claimed_ips(&object));
                     }
                 }
+                self.changed();
                 result
             }
             WatchEvent::Delete(object) => {
@@ -211,6 +217,7 @@ impl Store {
                 let key = key_of(&object);
                 self.remove(kind, &key);
                 self.skipped.forget(kind, &key);
+                self.changed();
                 Ok(())
             }
             WatchEvent::RelistStart(kind) => {
@@ -228,9 +235,29 @@ impl Store {
                     self.skipped.relist_done(kind, &seen);
                 }
                 self.interner.prune();
+                self.changes_since_prune = 0;
                 Ok(())
             }
         }
+    }
+
+    /// Counts a change that may have left interned values unused, and
+    /// prunes the interner once the changes since the last pruning reach
+    /// half its size (at least [`PRUNE_AFTER`]): a cluster that only ever
+    /// watches (never relists) does not keep every label it ever saw, and
+    /// pruning costs O(1) per change, amortised.
+    fn changed(&mut self) {
+        self.changes_since_prune += 1;
+        if self.changes_since_prune >= (self.interner.len() / 2).max(PRUNE_AFTER) {
+            self.interner.prune();
+            self.changes_since_prune = 0;
+        }
+    }
+
+    /// Values the interner holds (strings, label sets, port lists,
+    /// workloads).
+    pub fn interned(&self) -> usize {
+        self.interner.len()
     }
 
     fn keys(&self, kind: Kind) -> Vec<Key> {

@@ -437,3 +437,26 @@ fn workloads_are_walked_up_from_owner_references() {
         ("Deployment", "web")
     );
 }
+
+#[test]
+fn interned_values_of_deleted_objects_go_without_a_relist() {
+    let mut store = Store::new();
+    // Pods come and go, each with labels no other pod has: a watch that
+    // never relists must not keep every label it ever saw.
+    let churn = 3 * PRUNE_AFTER;
+    for index in 0..churn {
+        let name = format!("job-{index}");
+        let labels = [("run", name.as_str())];
+        let object = pod(mk_pod("batch", &name, "10.244.9.9", &labels));
+        store
+            .apply(WatchEvent::Apply(object.clone()))
+            .expect("a valid pod");
+        store.apply(WatchEvent::Delete(object)).expect("a delete");
+    }
+    assert_eq!(store.counts().pods, 0);
+    assert!(
+        store.interned() < 2 * PRUNE_AFTER,
+        "{} values interned after {churn} pods came and went",
+        store.interned()
+    );
+}
