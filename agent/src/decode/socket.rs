@@ -189,6 +189,8 @@ fn interface_name(ifindex: u32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn bytes<T: aya::Pod>(record: &T) -> Vec<u8> {
@@ -338,5 +340,73 @@ mod tests {
     fn an_unreadable_udp_dns_payload_is_an_error_to_count() {
         let seen = decoder().dns(&bytes(&dns_record(&[1, 2, 3])));
         assert!(matches!(seen, Err(SocketError::Dns { udp: true, .. })));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A connect record with any outcome, socket error, process name
+        /// and tuple family decodes to them (the outcome by the socket
+        /// error, the name up to its first NUL) or names the bad family.
+        #[test]
+        fn a_connect_record_decodes_to_the_fields_it_holds(
+            outcome in any::<u8>(),
+            sk_err in prop_oneof![Just(0), Just(110), Just(111), any::<u32>()],
+            comm in any::<[u8; 16]>(),
+            family in prop_oneof![Just(abi::FAMILY_IPV4), Just(abi::FAMILY_IPV6), any::<u8>()],
+            asked_family in any::<u8>(),
+        ) {
+            let mut raw = connect_record(outcome, sk_err);
+            raw.pending.comm = comm;
+            raw.pending.tuple.family = family;
+            raw.pending.asked.family = asked_family;
+            let seen = decoder().connect(&bytes(&raw));
+            if !matches!(family, abi::FAMILY_IPV4 | abi::FAMILY_IPV6) {
+                prop_assert_eq!(
+                    seen.map(|_| ()),
+                    Err(Error::BadFamily { field: "connect", family })
+                );
+                return Ok(());
+            }
+            let seen = seen.expect("a well-formed connect record decodes");
+            let expected = match (outcome, sk_err as i32) {
+                (abi::CONNECT_ESTABLISHED, _) => Some(ConnectOutcome::Established),
+                (_, 0) => None,
+                (_, libc::ETIMEDOUT) => Some(ConnectOutcome::TimedOut),
+                (_, libc::ECONNREFUSED) => Some(ConnectOutcome::Refused),
+                _ => Some(ConnectOutcome::Unreachable),
+            };
+            prop_assert_eq!(seen.outcome, expected);
+            let name = comm.split(|byte| *byte == 0).next().unwrap_or_default();
+            prop_assert_eq!(seen.process.comm, String::from_utf8_lossy(name));
+            prop_assert_eq!(
+                seen.asked.is_some(),
+                matches!(asked_family, abi::FAMILY_IPV4 | abi::FAMILY_IPV6)
+            );
+        }
+
+        /// A DNS record whose captured length claims anything, over UDP or
+        /// TCP, reads its payload (at most the capture buffer) or fails
+        /// naming the interface, never a panic.
+        #[test]
+        fn a_dns_record_with_any_payload_and_length_reads_or_fails(
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            captured in any::<u16>(),
+            protocol in prop_oneof![Just(abi::proto::UDP), Just(abi::proto::TCP)],
+        ) {
+            let mut raw = dns_record(&payload);
+            raw.captured = captured;
+            raw.tuple.protocol = protocol;
+            match decoder().dns(&bytes(&raw)) {
+                Ok(seen) => prop_assert_eq!(seen.interface.ifindex, 1),
+                Err(SocketError::Dns { ifindex, udp, .. }) => {
+                    prop_assert_eq!(ifindex, 1);
+                    prop_assert_eq!(udp, protocol == abi::proto::UDP);
+                }
+                Err(other) => {
+                    return Err(TestCaseError::fail(format!("not a DNS error: {other}")));
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::{
 };
 
 use dropscope_abi as abi;
+use proptest::prelude::*;
 
 use super::*;
 use crate::model::Protocol;
@@ -236,55 +237,185 @@ fn an_undecodable_record_still_names_the_slot_it_claims() {
     assert_eq!(claimed_slot(&bytes[..10]), None);
 }
 
-/// A small deterministic generator (xorshift), so the mutation tests below
-/// are reproducible without a property-testing crate.
-struct Mutator(u64);
+/// Cases per property: enough to reach every branch of the decoder, few
+/// enough to keep the unit tests fast.
+const CASES: u32 = 512;
 
-impl Mutator {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+/// A wire tuple with any addresses, ports and protocol, and a family that is
+/// IPv4, IPv6 or anything else.
+fn any_tuple() -> impl Strategy<Value = abi::Tuple> {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<u16>(),
+        prop_oneof![Just(abi::FAMILY_IPV4), Just(abi::FAMILY_IPV6), any::<u8>()],
+        any::<u8>(),
+    )
+        .prop_map(
+            |(src_addr, dst_addr, src_port, dst_port, family, protocol)| abi::Tuple {
+                src_addr,
+                dst_addr,
+                src_port,
+                dst_port,
+                family,
+                protocol,
+                _pad: [0; 2],
+            },
+        )
+}
 
-    /// `bytes` with a few bytes overwritten at random places.
-    fn mutate(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut mutated = bytes.to_vec();
-        let flips = 1 + self.next() % 8;
-        for _ in 0..flips {
-            let at = (self.next() % mutated.len() as u64) as usize;
-            mutated[at] = self.next() as u8;
-        }
-        mutated
+/// A drop record with a valid header and any fields.
+fn any_drop_record() -> impl Strategy<Value = abi::DropRecord> {
+    (
+        (any_tuple(), any_tuple(), any_tuple()),
+        prop_oneof![Just(abi::SLOT_NONE), any::<u32>()],
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u8>(),
+    )
+        .prop_map(
+            |((packet, original, reply), slot, time_ns, reason, location, ct_info)| {
+                let mut record = dnat_record();
+                record.key.tuple = packet;
+                record.ct_original = original;
+                record.ct_reply = reply;
+                record.slot = slot;
+                record.time_ns = time_ns;
+                record.key.reason = reason;
+                record.key.location = location;
+                record.ct_info = ct_info;
+                record
+            },
+        )
+}
+
+/// True when a wire tuple's family is one the decoder reads.
+fn known_family(tuple: &abi::Tuple) -> bool {
+    matches!(tuple.family, abi::FAMILY_IPV4 | abi::FAMILY_IPV6)
+}
+
+/// The addresses a wire tuple decodes to: the first four bytes for IPv4,
+/// all sixteen for IPv6.
+fn addresses(tuple: &abi::Tuple) -> (IpAddr, IpAddr) {
+    let v4 = |bytes: &[u8; 16]| IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    if tuple.family == abi::FAMILY_IPV4 {
+        (v4(&tuple.src_addr), v4(&tuple.dst_addr))
+    } else {
+        (IpAddr::from(tuple.src_addr), IpAddr::from(tuple.dst_addr))
     }
 }
 
-#[test]
-fn mutated_and_cut_records_decode_or_fail_never_panic() {
-    let drop = bytes_of(&dnat_record());
-    let mut generator = Mutator(0x9e37_79b9_7f4a_7c15);
-    for length in 0..=drop.len() {
-        let _ = decoder().drop_record(&drop[..length]);
-        let _ = claimed_slot(&drop[..length]);
-    }
-    let mut decoded = 0;
-    for _ in 0..20_000 {
-        let mutated = generator.mutate(&drop);
-        if decoder().drop_record(&mutated).is_ok() {
-            decoded += 1;
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Any bytes: a record or the error that names the first check they
+    /// fail (header length, kind, version, record length), never a panic.
+    #[test]
+    fn any_bytes_decode_or_name_the_first_check_they_fail(
+        bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..=std::mem::size_of::<abi::DropRecord>() + 8),
+            any::<u8>().prop_map(|version| {
+                let mut bytes = bytes_of(&dnat_record());
+                bytes[1] = version;
+                bytes
+            }),
+        ],
+    ) {
+        let size = std::mem::size_of::<abi::DropRecord>();
+        let result = decoder().drop_record(&bytes);
+        let claimed = claimed_slot(&bytes);
+        match &result {
+            Ok((record, key)) => prop_assert_eq!(claimed, Some((record.slot, *key))),
+            Err(error) => prop_assert!(!error.to_string().is_empty()),
         }
-        let mut socket =
-            super::socket::SocketDecoder::new(Clock::with_boot(std::time::SystemTime::UNIX_EPOCH));
-        // Any bytes may arrive as a socket-ring record, whatever their kind.
-        let _ = socket.record(&mutated);
-        let mut relabelled = mutated.clone();
-        relabelled[0] = if generator.next().is_multiple_of(2) {
-            abi::KIND_CONNECT
+        let expected = if bytes.len() < 8 {
+            Some(Error::TooShort { kind: "record header", len: bytes.len(), expected: 8 })
+        } else if bytes[0] != abi::KIND_DROP {
+            Some(Error::UnknownKind { kind: bytes[0], len: bytes.len() })
+        } else if bytes[1] != abi::RECORD_VERSION {
+            Some(Error::UnsupportedVersion {
+                kind: bytes[0],
+                version: bytes[1],
+                supported: abi::RECORD_VERSION,
+            })
+        } else if bytes.len() < size {
+            Some(Error::TooShort { kind: "drop", len: bytes.len(), expected: size })
         } else {
-            abi::KIND_DNS
+            None
         };
-        let _ = socket.record(&relabelled);
+        if let Some(expected) = expected {
+            prop_assert_eq!(result.map(|_| ()), Err(expected));
+        }
     }
-    assert!(decoded > 0, "most mutations leave a decodable record");
+
+    /// A well-formed record with any field values decodes to what it holds:
+    /// the drop unless it claims no slot (checked first) or its packet's
+    /// family is unknown, the conntrack entry only when present and both
+    /// its tuples read.
+    #[test]
+    fn a_record_decodes_to_the_fields_it_holds(raw in any_drop_record()) {
+        let result = decoder().drop_record(&bytes_of(&raw));
+        if raw.slot == abi::SLOT_NONE {
+            prop_assert_eq!(result.map(|_| ()), Err(Error::NoSlot));
+            return Ok(());
+        }
+        if !known_family(&raw.key.tuple) {
+            prop_assert_eq!(
+                result.map(|_| ()),
+                Err(Error::BadFamily { field: "packet", family: raw.key.tuple.family })
+            );
+            return Ok(());
+        }
+        let (record, key) = result.expect("a well-formed record decodes");
+        prop_assert_eq!(key, raw.key);
+        prop_assert_eq!(record.slot, raw.slot);
+        prop_assert_eq!(record.reason.code, raw.key.reason);
+        prop_assert_eq!(record.location.address, raw.key.location);
+        prop_assert_eq!(record.time, SystemTime::UNIX_EPOCH + Duration::from_nanos(raw.time_ns));
+        let (src, dst) = addresses(&raw.key.tuple);
+        prop_assert_eq!((record.packet.src.ip, record.packet.dst.ip), (src, dst));
+        prop_assert_eq!(
+            (record.packet.src.port, record.packet.dst.port),
+            (raw.key.tuple.src_port, raw.key.tuple.dst_port)
+        );
+        let conntrack = raw.ct_info & abi::CT_PRESENT != 0
+            && known_family(&raw.ct_original)
+            && known_family(&raw.ct_reply);
+        prop_assert_eq!(record.conntrack.is_some(), conntrack);
+        if let Some(ct) = record.conntrack {
+            prop_assert_eq!(ct.original.src.ip, addresses(&raw.ct_original).0);
+            prop_assert_eq!(ct.reply.dst.ip, addresses(&raw.ct_reply).1);
+        }
+    }
+
+    /// A record cut short or with bytes overwritten decodes or fails, never
+    /// panics; one that decodes names the slot it claims. The same bytes
+    /// labelled as socket records (connect, DNS) fail or decode as well.
+    #[test]
+    fn mutated_and_cut_records_decode_or_fail_never_panic(
+        raw in any_drop_record(),
+        writes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+        kind in prop_oneof![Just(abi::KIND_CONNECT), Just(abi::KIND_DNS)],
+    ) {
+        let mut bytes = bytes_of(&raw);
+        for (at, byte) in writes {
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+        }
+        for bytes in [&bytes[..], &bytes[..cut.index(bytes.len())]] {
+            if let Ok((record, key)) = decoder().drop_record(bytes) {
+                prop_assert_eq!(claimed_slot(bytes), Some((record.slot, key)));
+            }
+            let mut socket = super::socket::SocketDecoder::new(Clock::with_boot(SystemTime::UNIX_EPOCH));
+            let _ = socket.record(bytes);
+            let mut relabelled = bytes.to_vec();
+            if let Some(first) = relabelled.first_mut() {
+                *first = kind;
+            }
+            let _ = socket.record(&relabelled);
+        }
+    }
 }

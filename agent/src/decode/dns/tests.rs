@@ -1,6 +1,8 @@
 //! DNS reader tests: messages built byte by byte, one test per rule.
 use std::time::{Duration, Instant};
 
+use proptest::prelude::*;
+
 use super::*;
 
 const QTYPE_A: u16 = 1;
@@ -527,4 +529,79 @@ fn every_prefix_and_single_byte_mutation_returns_without_panicking() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Cases per property.
+const CASES: u32 = 512;
+
+/// Labels of letters, digits, `-` and `_` (written as they read), 1 to 63
+/// bytes each, at most 255 wire bytes in all.
+fn plain_labels() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec("[A-Za-z0-9_-]{1,63}", 0..=4)
+        .prop_filter("a name of at most 255 wire bytes", |labels| {
+            labels.iter().map(|label| 1 + label.len()).sum::<usize>() < MAX_NAME_LEN
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// A well-formed message reads back to what was written, over UDP and
+    /// over TCP, whatever follows its question.
+    #[test]
+    fn a_written_message_reads_back(
+        id in any::<u16>(),
+        flags in any::<u16>(),
+        labels in plain_labels(),
+        qtype in any::<u16>(),
+        qclass in any::<u16>(),
+        trailer in proptest::collection::vec(any::<u8>(), 0..32),
+    ) {
+        let mut message = header(id, flags, 1, 0);
+        let wire: Vec<&[u8]> = labels.iter().map(|label| label.as_bytes()).collect();
+        push_name(&mut message, &wire);
+        message.extend_from_slice(&qtype.to_be_bytes());
+        message.extend_from_slice(&qclass.to_be_bytes());
+        let name = if labels.is_empty() { ".".to_owned() } else { labels.join(".") };
+        let expected = DnsMessage {
+            id,
+            response: flags & 0x8000 != 0,
+            opcode: ((flags >> 11) & 0x0f) as u8,
+            rcode: (flags & 0x000f) as u8,
+            truncated: flags & 0x0200 != 0,
+            question: Some(DnsQuestion { name, qtype, qclass }),
+        };
+        let mut tcp = (message.len() as u16).to_be_bytes().to_vec();
+        tcp.extend_from_slice(&message);
+        message.extend_from_slice(&trailer);
+        tcp.extend_from_slice(&trailer);
+        prop_assert_eq!(parse(&message, Transport::Udp), Ok(expected.clone()));
+        prop_assert_eq!(parse(&tcp, Transport::Tcp), Ok(expected));
+    }
+
+    /// Any payload reads or fails with an error naming offsets and fields,
+    /// never a panic: a name read is at most 255 wire bytes, each shown in
+    /// at most four characters, and a payload shorter than a header is
+    /// `Short`.
+    #[test]
+    fn any_payload_reads_or_fails_never_panics(
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+        tcp in any::<bool>(),
+    ) {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        match parse(&payload, transport) {
+            Ok(message) => {
+                if let Some(question) = message.question {
+                    prop_assert!(question.name.len() <= 4 * MAX_NAME_LEN);
+                }
+            }
+            Err(error) => prop_assert!(!error.to_string().is_empty()),
+        }
+        if !tcp && payload.len() < HEADER_LEN {
+            prop_assert_eq!(
+                parse(&payload, transport),
+                Err(Error::Short { what: "header", needed: HEADER_LEN, got: payload.len() })
+            );
+        }
+    }
 }

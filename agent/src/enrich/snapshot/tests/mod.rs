@@ -1,10 +1,11 @@
 //! Tests of the snapshot loader: well-formed Lists (`list`), hostile files
-//! (`hostile`: bombs, duplicate keys, secrets, size), and mutated snapshots
-//! (`mutation`).
+//! (`hostile`: bombs, duplicate keys, secrets, size), mutated snapshots
+//! (`mutation`) and properties over generated input (`properties`).
 
 mod hostile;
 mod list;
 mod mutation;
+mod properties;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,8 @@
 //! explanation fields (`metadata`), those fields on incidents
 //! (`incidents`), the incident-only fields and lists mixing event kinds
 //! (`incident_only`), compile errors (`compile`) and label selector
-//! strings (`selector`). Event builders are in `events`.
+//! strings (`selector`), and properties over generated input
+//! (`properties`). Event builders are in `events`.
 
 mod compile;
 mod events;
@@ -12,6 +13,7 @@ mod incidents;
 mod lists;
 mod metadata;
 mod packet;
+mod properties;
 mod selector;
 
 use dropscope_proto::v1::{Event, EventFilter as F};
