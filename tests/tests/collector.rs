@@ -759,23 +759,11 @@ fn join_across_nodes(through_service: bool) -> Result<()> {
     let snapshot = Cluster::new()
         .node(node_a, lab.gateway_v4().into())
         .node(node_b, far.address().into())
-        .namespace("frontend", &[])
-        .namespace("backend", &[])
-        .pod(
-            "frontend",
-            "web",
-            web.ipv4.into(),
-            node_a,
-            &[("app", "web")],
-            &[],
-        )
-        .pod(
-            "backend",
-            "api",
-            far.pod_ip().into(),
-            node_b,
-            &[("app", "api")],
-            &[("http", PORT, "TCP")],
+        .web_and_api(
+            (web.ipv4.into(), node_a),
+            (far.pod_ip().into(), node_b),
+            PORT,
+            "TCP",
         )
         .policy(
             "backend",

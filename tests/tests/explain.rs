@@ -201,23 +201,11 @@ fn a_namespace_selector_on_a_missing_label_is_named() -> Result<()> {
         .drop_forward("deny_api", api.ipv4.into(), 8080, "tcp")?;
     let snapshot = Cluster::new()
         .node(NODE, lab.gateway_v4().into())
-        .namespace("frontend", &[])
-        .namespace("backend", &[])
-        .pod(
-            "frontend",
-            "web",
-            web.ipv4.into(),
-            NODE,
-            &[("app", "web")],
-            &[],
-        )
-        .pod(
-            "backend",
-            "api",
-            api.ipv4.into(),
-            NODE,
-            &[("app", "api")],
-            &[("http", 8080, "TCP")],
+        .web_and_api(
+            (web.ipv4.into(), NODE),
+            (api.ipv4.into(), NODE),
+            8080,
+            "TCP",
         )
         .service(
             "backend",

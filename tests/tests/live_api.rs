@@ -58,26 +58,12 @@ impl LiveLab {
             .drop_forward("enforcer", api.ipv4.into(), PORT, "udp")?;
         let server = TestApiServer::start()?;
         let mut cluster = Cluster::new();
-        cluster
-            .node(NODE, lab.gateway_v4().into())
-            .namespace("frontend", &[])
-            .namespace("backend", &[])
-            .pod(
-                "frontend",
-                "web",
-                web.ipv4.into(),
-                NODE,
-                &[("app", "web")],
-                &[],
-            )
-            .pod(
-                "backend",
-                "api",
-                api.ipv4.into(),
-                NODE,
-                &[("app", "api")],
-                &[("http", PORT, "UDP")],
-            );
+        cluster.node(NODE, lab.gateway_v4().into()).web_and_api(
+            (web.ipv4.into(), NODE),
+            (api.ipv4.into(), NODE),
+            PORT,
+            "UDP",
+        );
         for item in cluster.items() {
             server.apply(item)?;
         }

@@ -82,23 +82,11 @@ fn an_agent_exports_a_denied_drop_with_its_pod_policy_and_both_tuples() -> Resul
         .drop_forward("deny_api", api.ipv4.into(), 8080, "tcp")?;
     let snapshot = Cluster::new()
         .node(NODE, lab.gateway_v4().into())
-        .namespace("frontend", &[])
-        .namespace("backend", &[])
-        .pod(
-            "frontend",
-            "web",
-            web.ipv4.into(),
-            NODE,
-            &[("app", "web")],
-            &[],
-        )
-        .pod(
-            "backend",
-            "api",
-            api.ipv4.into(),
-            NODE,
-            &[("app", "api")],
-            &[("http", 8080, "TCP")],
+        .web_and_api(
+            (web.ipv4.into(), NODE),
+            (api.ipv4.into(), NODE),
+            8080,
+            "TCP",
         )
         .service(
             "backend",

@@ -48,6 +48,30 @@ impl Cluster {
         self
     }
 
+    /// The two ends most tests use: namespaces `frontend` and `backend`,
+    /// pod `frontend/web` (`app=web`) at `web` = (address, node) and pod
+    /// `backend/api` (`app=api`, container port `http` = `api_port` over
+    /// `protocol`) at `api`.
+    pub fn web_and_api(
+        &mut self,
+        web: (IpAddr, &str),
+        api: (IpAddr, &str),
+        api_port: u16,
+        protocol: &str,
+    ) -> &mut Self {
+        self.namespace("frontend", &[])
+            .namespace("backend", &[])
+            .pod("frontend", "web", web.0, web.1, &[("app", "web")], &[])
+            .pod(
+                "backend",
+                "api",
+                api.0,
+                api.1,
+                &[("app", "api")],
+                &[("http", api_port, protocol)],
+            )
+    }
+
     /// A running pod with labels and container ports `(name, port, protocol)`.
     pub fn pod(
         &mut self,
