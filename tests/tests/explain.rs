@@ -11,7 +11,11 @@ use std::{
 use anyhow::{Context, Result};
 use dropscope_e2e::{
     Agent, Lab,
-    lab::{Cluster, DropView, connect_tcp, send_udp},
+    lab::{
+        Cluster, DropView, connect_tcp,
+        json::{hint_codes, policy_names, text},
+        send_udp,
+    },
 };
 use serde_json::{Value, json};
 
@@ -30,43 +34,6 @@ fn explained_drop(agent: &Agent, lab: &Lab, port: u16) -> Result<(DropView, Valu
                 Some((drop, explanation))
             })
     })
-}
-
-fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
-    path.iter()
-        .try_fold(value, |value, key| value.get(key))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn hint_codes(explanation: &Value) -> Vec<String> {
-    explanation["hints"]
-        .as_array()
-        .map(|hints| {
-            hints
-                .iter()
-                .filter_map(|hint| hint["code"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn policy_names(report: &Value) -> Vec<String> {
-    report["policies"]
-        .as_array()
-        .map(|policies| {
-            policies
-                .iter()
-                .map(|policy| {
-                    format!(
-                        "{}/{}",
-                        text(policy, &["namespace"]),
-                        text(policy, &["name"])
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A DNS lab: `shop/cart` as client, `kube-system/coredns` behind the
@@ -207,14 +174,7 @@ fn a_namespace_selector_on_a_missing_label_is_named() -> Result<()> {
             8080,
             "TCP",
         )
-        .service(
-            "backend",
-            "api",
-            vip,
-            ("http", 80, 8080, "TCP"),
-            &[("app", "api")],
-            &[("api", api.ipv4.into())],
-        )
+        .api_service(vip, api.ipv4.into())
         .policy(
             "backend",
             "allow-frontend",

@@ -15,7 +15,11 @@ use anyhow::{Context, Result, bail};
 use dropscope_e2e::{
     Agent, Lab,
     apiserver::TestApiServer,
-    lab::{Cluster, Netns, collector, send_udp},
+    lab::{
+        Cluster, Netns, collector,
+        json::{hint_codes, policy_names, text},
+        send_udp,
+    },
 };
 use dropscope_proto::v1::{GetStatusResponse, KindSyncState};
 use serde_json::{Value, json};
@@ -176,35 +180,8 @@ fn kind_state(status: &GetStatusResponse, kind: &str) -> Option<KindSyncState> {
         .and_then(|sync| KindSyncState::try_from(sync.state).ok())
 }
 
-fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
-    path.iter()
-        .try_fold(value, |value, key| value.get(key))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 fn ingress_policies(explanation: &Value) -> Vec<String> {
-    explanation["ingress"]["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|policy| {
-            format!(
-                "{}/{}",
-                text(policy, &["namespace"]),
-                text(policy, &["name"])
-            )
-        })
-        .collect()
-}
-
-fn hint_codes(explanation: &Value) -> Vec<String> {
-    explanation["hints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|hint| hint["code"].as_str().map(str::to_owned))
-        .collect()
+    policy_names(&explanation["ingress"])
 }
 
 fn deny_all_ingress() -> Value {

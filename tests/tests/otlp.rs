@@ -88,14 +88,7 @@ fn an_agent_exports_a_denied_drop_with_its_pod_policy_and_both_tuples() -> Resul
             8080,
             "TCP",
         )
-        .service(
-            "backend",
-            "api",
-            vip,
-            ("http", 80, 8080, "TCP"),
-            &[("app", "api")],
-            &[("api", api.ipv4.into())],
-        )
+        .api_service(vip, api.ipv4.into())
         .policy(
             "backend",
             "deny-all",

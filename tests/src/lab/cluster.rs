@@ -72,6 +72,20 @@ impl Cluster {
             )
     }
 
+    /// Service `backend/api` at `vip`: port `http` 80 to target port 8080
+    /// over TCP, selecting `app=api`, with one endpoint, `api` (the pod
+    /// [`Self::web_and_api`] makes).
+    pub fn api_service(&mut self, vip: IpAddr, api: IpAddr) -> &mut Self {
+        self.service(
+            "backend",
+            "api",
+            vip,
+            ("http", 80, 8080, "TCP"),
+            &[("app", "api")],
+            &[("api", api)],
+        )
+    }
+
     /// A running pod with labels and container ports `(name, port, protocol)`.
     pub fn pod(
         &mut self,

@@ -19,6 +19,7 @@ pub mod collector;
 pub mod cpu_clock;
 mod cpu_limit;
 pub mod dns_wire;
+pub mod json;
 mod netns;
 mod nft;
 pub mod privilege;
