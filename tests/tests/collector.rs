@@ -45,6 +45,9 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(20);
 /// How long a request that ends by itself may take to be answered.
 const ANSWER: Duration = Duration::from_secs(10);
+/// History of agents and collectors that must keep every event of a test
+/// (the host's other drops included) until it ends.
+const HISTORY: &str = "262144";
 /// How long a collector may take to exit after SIGTERM.
 const STOP: Duration = Duration::from_secs(10);
 
@@ -64,7 +67,17 @@ fn node_names(lab: &Lab) -> [String; 2] {
 
 /// An agent named `node` pushing to `collector`, plus `extra` arguments.
 fn agent_of(node: &str, collector: &str, extra: &[&str]) -> Result<Agent> {
-    let mut args = vec!["--collector", collector, "--node-name", node];
+    // Every agent here sees the whole host's drops, the parallel tests'
+    // storms included: a history that holds them all keeps this test's
+    // events from being pushed out before they reach the collector.
+    let mut args = vec![
+        "--collector",
+        collector,
+        "--node-name",
+        node,
+        "--history",
+        HISTORY,
+    ];
     args.extend(extra);
     Agent::start(&args).with_context(|| format!("starting the agent of {node}"))
 }
@@ -383,7 +396,7 @@ fn a_killed_agent_shows_as_unavailable() -> Result<()> {
     let gateway = IpAddr::V4(lab.gateway_v4());
     lab.nft().drop_input("to_nodes", gateway, PORT, "udp")?;
     let socket = SocketPath::new("collector-kill");
-    let collector = Collector::start(&socket.listen(), &[])?;
+    let collector = Collector::start(&socket.listen(), &["--history", HISTORY])?;
     let server = collector.server();
     let runtime = client::runtime()?;
     let (observer, stream) = runtime.block_on(client::follow(&server, client::endpoint()))?;
@@ -488,7 +501,7 @@ fn events_made_while_the_collector_was_away_arrive_after_it_returns() -> Result<
         );
     }
 
-    let collector = Collector::start(&socket.listen(), &[])?;
+    let collector = Collector::start(&socket.listen(), &["--history", HISTORY])?;
     let server = collector.server();
     let runtime = client::runtime()?;
     // History first: the agents may have pushed before this stream opens.
@@ -530,7 +543,7 @@ fn a_collector_restart_does_not_duplicate() -> Result<()> {
     let target = SocketAddr::new(gateway, PORT);
     lab.nft().drop_input("to_nodes", gateway, PORT, "udp")?;
     let socket = SocketPath::new("collector-restart");
-    let first = Collector::start(&socket.listen(), &[])?;
+    let first = Collector::start(&socket.listen(), &["--history", HISTORY])?;
     let runtime = client::runtime()?;
     let (observer, stream) = runtime.block_on(collector::follow_from_oldest(&first.server()))?;
     let seen_first = Drained::spawn(&runtime, observer, stream);
@@ -558,7 +571,7 @@ fn a_collector_restart_does_not_duplicate() -> Result<()> {
         })?;
     }
     first.kill()?;
-    let second = Collector::start(&socket.listen(), &[])?;
+    let second = Collector::start(&socket.listen(), &["--history", HISTORY])?;
     let server = second.server();
     let (observer, stream) = runtime.block_on(collector::follow_from_oldest(&server))?;
     let seen = Drained::spawn(&runtime, observer, stream);
@@ -612,7 +625,7 @@ fn a_reconnect_sends_again_what_was_not_acknowledged_and_it_is_stored_once() -> 
     let target = SocketAddr::new(gateway, PORT);
     lab.nft().drop_input("to_node", gateway, PORT, "udp")?;
     let socket = SocketPath::new("collector-relayed");
-    let collector = Collector::start(&socket.listen(), &[])?;
+    let collector = Collector::start(&socket.listen(), &["--history", HISTORY])?;
     let server = collector.server();
     let relay = Relay::start(&server)?;
     let runtime = client::runtime()?;
@@ -673,7 +686,7 @@ fn a_reconnect_sends_again_what_was_not_acknowledged_and_it_is_stored_once() -> 
 fn a_collector_stops_on_sigterm_while_agents_push_and_readers_follow() -> Result<()> {
     let lab = Lab::new()?;
     let socket = SocketPath::new("collector-sigterm");
-    let collector = Collector::start(&socket.listen(), &[])?;
+    let collector = Collector::start(&socket.listen(), &["--history", HISTORY])?;
     let server = collector.server();
     let runtime = client::runtime()?;
     let (observer, stream) = runtime.block_on(client::follow(&server, client::endpoint()))?;
