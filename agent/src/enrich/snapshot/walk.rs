@@ -108,7 +108,7 @@ impl Context {
     pub fn fail<E: de::Error>(&self, path: &Segment<'_>, problem: Problem) -> E {
         let message = problem.to_string();
         self.fault.borrow_mut().get_or_insert_with(|| Fault {
-            field: path.to_string(),
+            field: field_path(path),
             problem,
         });
         E::custom(message)
@@ -120,7 +120,7 @@ impl Context {
         if self.fault.borrow().is_none() {
             self.stopped_at
                 .borrow_mut()
-                .get_or_insert_with(|| path.to_string());
+                .get_or_insert_with(|| field_path(path));
         }
     }
 }
@@ -213,3 +213,10 @@ macro_rules! reject_containers {
 }
 
 pub(super) use {reject_containers, reject_others};
+
+/// `path` as an error names it: `.` for the document itself (a problem
+/// before any field, such as an unclosed `{` at the top).
+fn field_path(path: &Segment<'_>) -> String {
+    let text = path.to_string();
+    if text.is_empty() { ".".into() } else { text }
+}

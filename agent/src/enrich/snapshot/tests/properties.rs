@@ -198,3 +198,13 @@ proptest! {
         }
     }
 }
+
+/// Found by `any_text_reads_or_fails_with_a_positioned_error`: a mapping
+/// left open at the top of the document failed with an empty field path.
+#[test]
+fn a_problem_before_any_field_names_the_document() {
+    match read_document("{\"\"") {
+        Err(Error::Parse { field, .. }) => assert_eq!(field, "."),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
