@@ -65,15 +65,9 @@ impl TypedSkb {
 impl SkbFields for TypedSkb {
     #[inline(always)]
     fn field<T: Copy>(&self, offset: u32) -> Result<T, i32> {
-        if !offsets::present(offset) {
-            return Err(-1);
-        }
-        // SAFETY: `addr` is the kernel's `struct sk_buff *` argument and
-        // `offset` a field offset from the running kernel's BTF (frozen
-        // `.rodata`): the verifier checks the access against the struct's
-        // layout and the JIT makes it a load that cannot fault. Fields are
-        // naturally aligned.
-        Ok(unsafe { core::ptr::read_volatile((self.addr + offset as u64) as *const T) })
+        // `addr` is the kernel's `struct sk_buff *` argument: a typed
+        // pointer like those `deref` follows.
+        self.deref(self.addr, offset)
     }
 
     #[inline(always)]
@@ -81,9 +75,12 @@ impl SkbFields for TypedSkb {
         if !offsets::present(offset) {
             return Err(-1);
         }
-        // SAFETY: as in `field`: a pointer loaded from a typed struct is
-        // typed too (the verifier follows the member's BTF type), so the
-        // load is checked against that struct and cannot fault.
+        // SAFETY: `pointer` is typed (the program's argument, or loaded
+        // from a member of a typed struct: the verifier follows the
+        // member's BTF type) and `offset` a field offset from the running
+        // kernel's BTF (frozen `.rodata`): the verifier checks the access
+        // against the struct's layout and the JIT makes it a load that
+        // cannot fault. Fields are naturally aligned.
         Ok(unsafe { core::ptr::read_volatile((pointer + offset as u64) as *const T) })
     }
 }
