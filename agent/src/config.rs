@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub incidents: IncidentConfig,
     /// Pushing to a collector, when one is given.
     pub export: Option<ExportConfig>,
+    /// Publishing to NATS JetStream, when a server is given.
+    pub nats: Option<crate::nats::NatsConfig>,
     /// Exporting to OpenTelemetry, when a receiver is given.
     pub otlp: Option<crate::otlp::OtlpConfig>,
     /// Where cluster metadata comes from.

@@ -22,6 +22,7 @@ pub mod fanout;
 pub mod kernel;
 pub mod metrics;
 pub mod model;
+pub mod nats;
 pub mod otlp;
 pub mod pipeline;
 pub mod print;

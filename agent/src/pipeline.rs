@@ -156,6 +156,14 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         }
         None => None,
     };
+    let nats = config.nats.clone().map(|nats| {
+        tracing::info!(nats = %nats.url, stream = %nats.stream, "publishing events to NATS JetStream");
+        tokio::spawn(
+            crate::nats::publish::Publisher::new(nats, hub.clone(), state.clone())
+                .run()
+                .instrument(tracing::info_span!("nats")),
+        )
+    });
     let otlp = match config.otlp.clone() {
         Some(otlp) => {
             let exporter = crate::otlp::OtlpExporter::new(
@@ -352,12 +360,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     if let Some(printer) = printer {
         finish_printing(printer, &hub).await?;
     }
-    if let Some(exporter) = exporter {
-        finish_export(exporter).await;
-    }
-    if let Some(otlp) = otlp {
-        finish_export(otlp).await;
-    }
+    finish_exports([exporter, nats, otlp].into_iter().flatten().collect()).await;
     // Streams have their last events; now the endpoints may close.
     let _ = stopping_tx.send(true);
     endpoints.finish().await;
@@ -563,17 +566,20 @@ async fn start_endpoints(
 /// OpenTelemetry receiver) to take its last events.
 const EXPORT_DRAIN: Duration = Duration::from_secs(5);
 
-/// Gives an exporter [`EXPORT_DRAIN`] to have the hub's last events
-/// taken, then stops it.
-async fn finish_export(mut exporter: JoinHandle<()>) {
-    if tokio::time::timeout(EXPORT_DRAIN, &mut exporter)
-        .await
-        .is_err()
-    {
-        exporter.abort();
-        tracing::warn!(
-            "the receiver did not take the last events in time; the ones it lacks are lost with this run"
-        );
+/// Gives the exporters together [`EXPORT_DRAIN`] to have the hub's last
+/// events taken, then stops the ones still sending.
+async fn finish_exports(exporters: Vec<JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + EXPORT_DRAIN;
+    for mut exporter in exporters {
+        if tokio::time::timeout_at(deadline, &mut exporter)
+            .await
+            .is_err()
+        {
+            exporter.abort();
+            tracing::warn!(
+                "a receiver did not take the last events in time; the ones it lacks are lost with this run"
+            );
+        }
     }
 }
 

@@ -20,7 +20,16 @@ pub enum LogFormat {
 pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
-        _ => EnvFilter::try_new(level)?,
+        _ => {
+            let filter = EnvFilter::try_new(level)?;
+            // The NATS client logs every reconnect attempt at info; the
+            // agent logs losing and regaining the connection itself.
+            if level.contains("async_nats") {
+                filter
+            } else {
+                filter.add_directive("async_nats=warn".parse()?)
+            }
+        }
     };
     let builder = fmt()
         .with_env_filter(filter)

@@ -19,197 +19,34 @@
 //! were all published (by the agent) before it.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, ensure};
 use dropscope_e2e::{
-    Agent, Lab,
+    Lab,
     lab::{
-        Cluster, Collector, DropView, LabClient, Relay, SocketPath,
+        Collector, DropView, LabClient, Relay, SocketPath,
         client::{self, Drained},
+        cluster_view::{
+            HISTORY, Route, WAIT, agent_of, comparable, ensure_no_copies, is_connected, lab_cidr,
+            new_by_node_and_port, new_from_each, node_names, ours, stop_and_wait_gone,
+            wait_for_node,
+        },
         collector::{self, node_in, node_state_of, tells_gone},
+        join_scenario::{Transport, join_across_nodes},
         send_udp,
     },
 };
-use dropscope_proto::v1::{
-    Event, EventKind, FailurePlace, Incident, IncidentEventKind, NodeConnection, NodeState,
-    TupleMatch, Verdict, event::Event as Payload,
-};
-use serde_json::{Value, json};
+use dropscope_proto::v1::{Event, EventKind, NodeConnection};
+use serde_json::Value;
 
-/// How long a drop may take to reach the collector (agent, push, merge
-/// window), reconnect backoff included.
-const WAIT: Duration = Duration::from_secs(20);
 /// How long a request that ends by itself may take to be answered.
 const ANSWER: Duration = Duration::from_secs(10);
-/// History of agents and collectors that must keep every event of a test
-/// (the host's other drops included) until it ends.
-const HISTORY: &str = "262144";
 /// How long a collector may take to exit after SIGTERM.
 const STOP: Duration = Duration::from_secs(10);
-
-fn ours(lab: &Lab) -> impl Fn(&DropView) -> bool + '_ {
-    |drop| lab.owns(drop.src.ip) || lab.owns(drop.dst.ip)
-}
-
-/// The lab's /24, as an `--ip` filter value.
-fn lab_cidr(lab: &Lab) -> String {
-    format!("{}/24", lab.gateway_v4())
-}
-
-/// Two node names no other test (or test process) uses.
-fn node_names(lab: &Lab) -> [String; 2] {
-    ["a", "b"].map(|node| format!("ds{}-node-{node}", lab.id()))
-}
-
-/// An agent named `node` pushing to `collector`, plus `extra` arguments.
-fn agent_of(node: &str, collector: &str, extra: &[&str]) -> Result<Agent> {
-    // Every agent here sees the whole host's drops, the parallel tests'
-    // storms included: a history that holds them all keeps this test's
-    // events from being pushed out before they reach the collector.
-    let mut args = vec![
-        "--collector",
-        collector,
-        "--node-name",
-        node,
-        "--history",
-        HISTORY,
-    ];
-    args.extend(extra);
-    Agent::start(&args).with_context(|| format!("starting the agent of {node}"))
-}
-
-/// The drops among `events` that belong to this lab (each names its node).
-fn lab_drops(lab: &Lab, events: &[Event]) -> Vec<DropView> {
-    events
-        .iter()
-        .filter_map(client::drop_view)
-        .filter(ours(lab))
-        .collect()
-}
-
-/// True when every node in `nodes` has a NEW drop from `source_port` of
-/// this lab among `events`.
-fn new_from_each(lab: &Lab, events: &[Event], nodes: &[String], source_port: u16) -> bool {
-    let drops = lab_drops(lab, events);
-    nodes.iter().all(|node| {
-        drops
-            .iter()
-            .any(|drop| &drop.node == node && drop.src.port == source_port && drop.kind == "new")
-    })
-}
-
-/// How many times each (node, flow, kind, cumulative packets) of this lab
-/// is among `events`: an event of one agent run, whatever path it took.
-fn copies(lab: &Lab, events: &[Event]) -> BTreeMap<(String, u64, String, u64), usize> {
-    let mut copies = BTreeMap::new();
-    for drop in lab_drops(lab, events) {
-        *copies
-            .entry((drop.node, drop.flow_id, drop.kind, drop.packets))
-            .or_insert(0) += 1;
-    }
-    copies
-}
-
-/// Fails naming every event of this lab stored more than once.
-fn ensure_no_copies(lab: &Lab, events: &[Event]) -> Result<()> {
-    let twice: Vec<_> = copies(lab, events)
-        .into_iter()
-        .filter(|(_, count)| *count > 1)
-        .collect();
-    ensure!(
-        twice.is_empty(),
-        "(node, flow, kind, packets) stored more than once: {twice:?}\nthe lab's drops: {:#?}",
-        lab_drops(lab, events)
-            .iter()
-            .map(|drop| &drop.raw)
-            .collect::<Vec<_>>()
-    );
-    Ok(())
-}
-
-/// The (node, source port) of this lab's NEW drops among `events`, one
-/// entry per event.
-fn new_by_node_and_port(lab: &Lab, events: &[Event]) -> Vec<(String, u16)> {
-    let mut found: Vec<(String, u16)> = lab_drops(lab, events)
-        .into_iter()
-        .filter(|drop| drop.kind == "new")
-        .map(|drop| (drop.node, drop.src.port))
-        .collect();
-    found.sort();
-    found
-}
-
-/// An event's JSON without what may differ between the agent's copy and
-/// the collector's: the node, the time and the flow id.
-fn comparable(event: &Value) -> Value {
-    let mut event = event.clone();
-    if let Some(fields) = event.as_object_mut() {
-        fields.remove("node");
-        fields.remove("time");
-    }
-    if let Some(drop) = event.get_mut("drop").and_then(Value::as_object_mut) {
-        drop.remove("flowId");
-    }
-    event
-}
-
-/// Waits for the state of `node` in the collector's status to satisfy
-/// `check`; returns that status's node state.
-fn wait_for_node(
-    runtime: &tokio::runtime::Runtime,
-    server: &str,
-    node: &str,
-    what: &str,
-    check: impl Fn(&NodeState) -> bool,
-) -> Result<NodeState> {
-    let started = Instant::now();
-    loop {
-        let status = runtime.block_on(collector::status(server))?;
-        if let Some(state) = node_in(&status, node).filter(|state| check(state)) {
-            return Ok(state.clone());
-        }
-        ensure!(
-            started.elapsed() < WAIT,
-            "timed out after {WAIT:?} waiting for {what}; nodes: {:#?}",
-            status.nodes
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn is_connected(state: &NodeState) -> bool {
-    state.connection == NodeConnection::Connected as i32
-}
-
-/// Stops `agents` (SIGTERM), each having had every event acknowledged by
-/// the collector, then waits until `seen` (a stream of the collector)
-/// tells each node gone: from then on the collector holds all they pushed.
-fn stop_and_wait_gone(agents: Vec<Agent>, nodes: &[String], seen: &Drained) -> Result<()> {
-    for agent in agents {
-        let log = agent.stop()?;
-        ensure!(
-            log.contains("every event acknowledged by the collector"),
-            "the agent exits with every event acknowledged:\n{log}"
-        );
-    }
-    for node in nodes {
-        seen.wait_for(
-            WAIT,
-            &format!("the collector telling {node} gone"),
-            |events| {
-                events
-                    .iter()
-                    .any(|event| tells_gone(event, node))
-                    .then_some(())
-            },
-        )?;
-    }
-    Ok(())
-}
 
 #[test]
 fn observe_through_the_collector_sees_both_nodes() -> Result<()> {
@@ -234,7 +71,7 @@ fn observe_through_the_collector_sees_both_nodes() -> Result<()> {
     // No END events while the test runs: one NEW per flow and node.
     let agents = nodes
         .iter()
-        .map(|node| agent_of(node, &server, &["--idle-timeout", "60s"]))
+        .map(|node| agent_of(node, &Route::push(&server), &["--idle-timeout", "60s"]))
         .collect::<Result<Vec<_>>>()?;
 
     for port in SOURCE_PORTS {
@@ -403,8 +240,8 @@ fn a_killed_agent_shows_as_unavailable() -> Result<()> {
     let seen = Drained::spawn(&runtime, observer, stream);
     let nodes = node_names(&lab);
     let [node_a, node_b] = &nodes;
-    let survivor = agent_of(node_a, &server, &[])?;
-    let killed = agent_of(node_b, &server, &[])?;
+    let survivor = agent_of(node_a, &Route::push(&server), &[])?;
+    let killed = agent_of(node_b, &Route::push(&server), &[])?;
 
     send_udp(
         &client_pod.netns,
@@ -478,7 +315,7 @@ fn events_made_while_the_collector_was_away_arrive_after_it_returns() -> Result<
     let nodes = node_names(&lab);
     let agents = nodes
         .iter()
-        .map(|node| agent_of(node, &socket.listen(), &[]))
+        .map(|node| agent_of(node, &Route::push(&socket.listen()), &[]))
         .collect::<Result<Vec<_>>>()?;
 
     send_udp(
@@ -550,7 +387,7 @@ fn a_collector_restart_does_not_duplicate() -> Result<()> {
     let nodes = node_names(&lab);
     let agents = nodes
         .iter()
-        .map(|node| agent_of(node, &socket.listen(), &[]))
+        .map(|node| agent_of(node, &Route::push(&socket.listen()), &[]))
         .collect::<Result<Vec<_>>>()?;
 
     send_udp(&client_pod.netns, vec![BEFORE], target, 1)?;
@@ -633,7 +470,7 @@ fn a_reconnect_sends_again_what_was_not_acknowledged_and_it_is_stored_once() -> 
     let seen = Drained::spawn(&runtime, observer, stream);
     let [node, _] = node_names(&lab);
     let nodes = std::slice::from_ref(&node);
-    let agent = agent_of(&node, &relay.address(), &[])?;
+    let agent = agent_of(&node, &Route::push(&relay.address()), &[])?;
 
     send_udp(&client_pod.netns, vec![ACKED], target, 1)?;
     seen.wait_for(WAIT, "the acknowledged drop", |events| {
@@ -692,7 +529,7 @@ fn a_collector_stops_on_sigterm_while_agents_push_and_readers_follow() -> Result
     let (observer, stream) = runtime.block_on(client::follow(&server, client::endpoint()))?;
     let seen = Drained::spawn(&runtime, observer, stream);
     let [node, _] = node_names(&lab);
-    let agent = agent_of(&node, &server, &[])?;
+    let agent = agent_of(&node, &Route::push(&server), &[])?;
     wait_for_node(
         &runtime,
         &server,
@@ -723,257 +560,12 @@ fn lab_client() -> LabClient {
     LabClient::new(env!("CARGO_BIN_EXE_lab-client"))
 }
 
-/// The value of the sample `name` (with its labels) in a metrics text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-/// The incident an event carries.
-fn incident_of(event: &Event) -> Option<&Incident> {
-    match &event.event {
-        Some(Payload::Incident(incident)) => Some(incident),
-        _ => None,
-    }
-}
-
 #[test]
 fn a_timeout_beyond_one_node_joins_the_policy_drop_on_another() -> Result<()> {
-    join_across_nodes(false)
+    join_across_nodes(&lab_client(), false, Transport::Push)
 }
 
 #[test]
 fn a_service_dnat_on_the_client_node_still_joins_the_drop_on_another() -> Result<()> {
-    join_across_nodes(true)
-}
-
-/// The client pod on node a connects to a pod on node b, whose policy
-/// drops the SYNs silently; with `through_service`, to a Service VIP that
-/// node a DNATs to that pod (kube-proxy-like), so node b never sees the
-/// VIP. The collector joins node a's timeout with node b's drop: by the
-/// original tuple when direct, by the client's socket through the Service.
-fn join_across_nodes(through_service: bool) -> Result<()> {
-    const PORT: u16 = 8080;
-    let mut lab = Lab::new()?;
-    let web = lab.add_pod("web")?;
-    let far = lab.add_remote_node("far")?;
-    far.drop_silently(PORT)?;
-    let vip = IpAddr::V4(lab.vip(40));
-    if through_service {
-        lab.nft()
-            .service("api", vip, 80, "tcp", far.pod_ip().into(), PORT)?;
-    }
-    let cgroup = lab.pod_cgroup(&web)?;
-    let nodes = node_names(&lab);
-    let [node_a, node_b] = &nodes;
-    // What node b's agent knows: a default-deny ingress policy selects the
-    // pod its kernel drops the SYNs to.
-    let snapshot = Cluster::new()
-        .node(node_a, lab.gateway_v4().into())
-        .node(node_b, far.address().into())
-        .web_and_api(
-            (web.ipv4.into(), node_a),
-            (far.pod_ip().into(), node_b),
-            PORT,
-            "TCP",
-        )
-        .policy(
-            "backend",
-            "deny-all",
-            json!({
-                "podSelector": { "matchLabels": { "app": "api" } },
-                "policyTypes": ["Ingress"],
-            }),
-        )
-        .write(lab.id())?;
-    let socket = SocketPath::new("collector-join");
-    let collector = Collector::start(&socket.listen(), &["--metrics-listen", "127.0.0.1:0"])?;
-    let server = collector.server();
-    let runtime = client::runtime()?;
-    let (observer, stream) = runtime.block_on(collector::follow_from_oldest(&server))?;
-    let seen = Drained::spawn(&runtime, observer, stream);
-    // Node a, the client's node: its tc programs watch the uplink the SYNs
-    // leave by. The remote node is a namespace on this very kernel, so
-    // node a's agent would see its drop too, which an agent on another
-    // machine never would: NETFILTER_DROP is left out of node a's reasons.
-    let agent_a = Agent::start_in(
-        &lab.node,
-        &[
-            "--drop-reasons",
-            "default,-NETFILTER_DROP",
-            "--collector",
-            &server,
-            "--node-name",
-            node_a,
-        ],
-    )?;
-    // Node b, where the policy drops: its agent sees the kernel drop and
-    // explains it.
-    let agent_b = agent_of(node_b, &server, &["--snapshot", snapshot.path()])?;
-    for node in &nodes {
-        wait_for_node(
-            &runtime,
-            &server,
-            node,
-            &format!("{node} connected"),
-            is_connected,
-        )?;
-    }
-
-    let to = if through_service {
-        SocketAddr::new(vip, 80)
-    } else {
-        SocketAddr::new(far.pod_ip().into(), PORT)
-    };
-    let mut connect = lab_client().spawn_in(
-        &web.netns,
-        Some(cgroup.path()),
-        &["connect", &to.to_string()],
-    )?;
-    let result = connect.wait(WAIT)?;
-    ensure!(result["outcome"] == "timed_out", "{result}");
-    let local: SocketAddr = result["local"]
-        .as_str()
-        .and_then(|local| local.parse().ok())
-        .with_context(|| format!("the client's local address in {result}"))?;
-    let dropped = far.dropped(PORT)?;
-    ensure!(dropped >= 1, "node b's policy dropped the SYNs: {dropped}");
-
-    let of_this_flow = |incident: &Incident| {
-        incident.flow.as_ref().is_some_and(|flow| {
-            let endpoint = |side: &Option<dropscope_proto::v1::Endpoint>| {
-                side.as_ref().and_then(|side| {
-                    Some(SocketAddr::new(
-                        side.ip.parse().ok()?,
-                        u16::try_from(side.port).ok()?,
-                    ))
-                })
-            };
-            endpoint(&flow.source).map(|source| source.ip()) == Some(local.ip())
-                && endpoint(&flow.destination) == Some(to)
-        })
-    };
-    let joined = seen.wait_for(WAIT, "the cluster incident", |events| {
-        events
-            .iter()
-            .find(|event| {
-                incident_of(event).is_some_and(|incident| {
-                    of_this_flow(incident)
-                        && incident.event_kind == IncidentEventKind::Joined as i32
-                })
-            })
-            .cloned()
-    })?;
-    let incident = incident_of(&joined).context("an incident")?;
-    assert_eq!(
-        &joined.node, node_a,
-        "the deciding node's incident: {incident:#?}"
-    );
-    assert_eq!(
-        incident
-            .flow
-            .as_ref()
-            .and_then(|flow| flow.source.as_ref())
-            .map(|source| source.port),
-        Some(u32::from(local.port())),
-        "the client socket's flow: {incident:#?}"
-    );
-    assert_eq!(
-        incident.place,
-        FailurePlace::OtherNode as i32,
-        "{incident:#?}"
-    );
-    let remote = incident.remote.as_ref().context("remote drops")?;
-    assert_eq!(&remote.node, node_b, "{incident:#?}");
-    let expected = if through_service {
-        TupleMatch::Source
-    } else {
-        TupleMatch::Original
-    };
-    assert_eq!(remote.r#match, expected as i32, "{incident:#?}");
-    let backend = SocketAddr::new(far.pod_ip().into(), PORT);
-    for drop in &remote.drops {
-        let destination = drop
-            .packet
-            .as_ref()
-            .and_then(|packet| packet.destination.as_ref())
-            .map(|destination| (destination.ip.clone(), destination.port));
-        assert_eq!(
-            destination,
-            Some((backend.ip().to_string(), u32::from(backend.port()))),
-            "node b dropped the packet to the backend: {incident:#?}"
-        );
-    }
-    assert!(
-        [FailurePlace::BeyondNode, FailurePlace::Unseen]
-            .map(|place| place as i32)
-            .contains(&remote.decided_place),
-        "{incident:#?}"
-    );
-    ensure!(!remote.drops.is_empty(), "{incident:#?}");
-    for drop in &remote.drops {
-        assert_eq!(
-            drop.reason.as_ref().map(|reason| reason.name.as_str()),
-            Some("NETFILTER_DROP"),
-            "{incident:#?}"
-        );
-    }
-    let explanation = incident
-        .explanation
-        .as_ref()
-        .context("node b's explanation")?;
-    assert_eq!(
-        explanation.verdict,
-        Verdict::DenyIngress as i32,
-        "{incident:#?}"
-    );
-    let ingress = explanation.ingress.as_ref().context("the ingress report")?;
-    assert_eq!(
-        ingress
-            .policies
-            .iter()
-            .map(|policy| format!("{}/{}", policy.namespace, policy.name))
-            .collect::<Vec<_>>(),
-        ["backend/deny-all"],
-        "{incident:#?}"
-    );
-    ensure!(
-        incident
-            .summary
-            .contains(&format!("dropped on node {node_b}"))
-            && incident.summary.contains("backend/deny-all"),
-        "the summary names the node and the policy: {}",
-        incident.summary
-    );
-    let joins = seen.with(|events| {
-        events
-            .iter()
-            .filter_map(incident_of)
-            .filter(|incident| {
-                of_this_flow(incident) && incident.event_kind == IncidentEventKind::Joined as i32
-            })
-            .count()
-    });
-    assert_eq!(joins, 1, "one cluster incident for one connect");
-    let metrics = collector.metrics_text()?;
-    let label = if through_service {
-        "source"
-    } else {
-        "original"
-    };
-    assert_eq!(
-        sample(
-            &metrics,
-            &format!("dropscope_collector_joins_total{{match=\"{label}\"}}")
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
-
-    drop(seen);
-    agent_a.stop()?;
-    agent_b.stop()?;
-    collector.stop(STOP)?;
-    Ok(())
+    join_across_nodes(&lab_client(), true, Transport::Push)
 }

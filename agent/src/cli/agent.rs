@@ -158,6 +158,9 @@ pub struct Args {
     /// the address.
     #[arg(long, env = "DROPSCOPE_COLLECTOR_TLS_SERVER_NAME")]
     pub collector_tls_server_name: Option<String>,
+    /// NATS JetStream (publish every event to the cluster's stream).
+    #[command(flatten)]
+    pub nats: super::nats::NatsArgs,
     /// The cgroup v2 mount to attach the connect hooks at and resolve
     /// cgroup ids under; default: found in /proc/self/mountinfo (unified or
     /// hybrid layout), else mounted at /run/dropscope/cgroup2.
@@ -200,6 +203,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             identity: args.collector_tls_cert.zip(args.collector_tls_key),
             server_name: args.collector_tls_server_name,
         }),
+        nats: args.nats.config()?,
         otlp: args.otlp.map(|endpoint| crate::otlp::OtlpConfig {
             endpoint,
             metrics_every: args.otlp_metrics_interval,

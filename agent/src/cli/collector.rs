@@ -74,6 +74,19 @@ pub struct Args {
     /// (plaintext). Example: `http://otel-collector.observability:4317`.
     #[arg(long, env = "DROPSCOPE_OTLP")]
     pub otlp: Option<String>,
+    /// NATS JetStream: read the cluster's stream (agents run with the same
+    /// --nats and --nats-stream) instead of receiving pushes; any number
+    /// of replicas share the work.
+    #[command(flatten)]
+    pub nats: super::nats::NatsArgs,
+    /// The durable consumer the replicas share (NATS mode): replicas with
+    /// the same name split the joins and the OpenTelemetry export.
+    #[arg(
+        long,
+        default_value = "dropscope-collector",
+        env = "DROPSCOPE_NATS_CONSUMER"
+    )]
+    pub nats_consumer: String,
     /// How often counters are exported to --otlp.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "DROPSCOPE_OTLP_METRICS_INTERVAL")]
     pub otlp_metrics_interval: Duration,
@@ -101,6 +114,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ..JoinConfig::default()
         },
         metrics_listen: args.metrics_listen,
+        nats: args.nats.config()?,
+        nats_consumer: args.nats_consumer,
         otlp: args.otlp.map(|endpoint| OtlpConfig {
             endpoint,
             metrics_every: args.otlp_metrics_interval,

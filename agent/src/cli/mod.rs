@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod collector;
 pub mod explain;
+pub mod nats;
 pub mod observe;
 
 use clap::{Parser, Subcommand};
@@ -54,7 +55,7 @@ pub enum Command {
     /// live with --follow.
     Observe(Box<observe::Args>),
     /// Receive every agent's events and serve the cluster's stream.
-    Collector(collector::Args),
+    Collector(Box<collector::Args>),
 }
 
 impl Cli {
@@ -64,7 +65,7 @@ impl Cli {
             Command::Agent(args) => agent::run(*args).await,
             Command::Explain(args) => explain::run(args).await,
             Command::Observe(args) => observe::run(*args).await,
-            Command::Collector(args) => collector::run(args).await,
+            Command::Collector(args) => collector::run(*args).await,
         }
     }
 }

@@ -124,7 +124,7 @@ impl Merger {
 }
 
 /// Publishes one node's event with what a reader that misses it misses.
-fn publish(hub: &Hub, event: v1::Event) {
+pub(super) fn publish(hub: &Hub, event: v1::Event) {
     let drops = match &event.event {
         Some(v1::event::Event::Drop(drop)) => drop.new_packets,
         Some(v1::event::Event::Loss(loss)) => loss.lost_drops,

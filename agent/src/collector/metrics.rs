@@ -10,6 +10,9 @@
 //! | `dropscope_collector_join_lost_total` | counter | `kind`: `incident`, `drop` |
 //! | `dropscope_collector_join_pending` | gauge | `kind`: `incident`, `drop` |
 //! | `dropscope_collector_otlp_lost_total` | counter | |
+//! | `dropscope_collector_nats_messages_total` | counter | `subject`: `events`, `status`, `hello`, `joined` |
+//! | `dropscope_collector_nats_refused_total` | counter | `reason`: `undecodable`, `node_mismatch`, `foreign_subject` |
+//! | `dropscope_collector_nats_publish_failed_total` | counter | |
 
 use std::{future::Future, net::SocketAddr, sync::Arc, sync::atomic::AtomicU64};
 
@@ -43,6 +46,41 @@ struct KindLabel {
     kind: &'static str,
 }
 
+/// Labels of the NATS messages counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubjectLabel {
+    subject: &'static str,
+}
+
+/// Labels of the refused NATS messages counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why a message of the NATS stream was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Its payload is not the protobuf message its subject says.
+    Undecodable,
+    /// An event whose node is not the node of its subject.
+    NodeMismatch,
+    /// A subject dropscope does not publish.
+    ForeignSubject,
+}
+
+impl Refused {
+    fn label(self) -> ReasonLabel {
+        ReasonLabel {
+            reason: match self {
+                Self::Undecodable => "undecodable",
+                Self::NodeMismatch => "node_mismatch",
+                Self::ForeignSubject => "foreign_subject",
+            },
+        }
+    }
+}
+
 /// What waits in the join for a partner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Waiting {
@@ -72,6 +110,9 @@ pub struct CollectorMetrics {
     join_lost: Family<KindLabel, Counter>,
     join_pending: Family<KindLabel, Gauge<u64, AtomicU64>>,
     otlp_lost: Counter,
+    nats_messages: Family<SubjectLabel, Counter>,
+    nats_refused: Family<ReasonLabel, Counter>,
+    nats_publish_failed: Counter,
 }
 
 impl Default for CollectorMetrics {
@@ -118,6 +159,25 @@ impl CollectorMetrics {
              was away, or rejected by the receiver)",
             otlp_lost.clone(),
         );
+        let nats_messages = Family::<SubjectLabel, Counter>::default();
+        registry.register(
+            "nats_messages",
+            "Messages read from the NATS JetStream stream (--nats), by subject",
+            nats_messages.clone(),
+        );
+        let nats_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "nats_refused",
+            "Messages of the NATS JetStream stream not taken, by reason",
+            nats_refused.clone(),
+        );
+        let nats_publish_failed = Counter::default();
+        registry.register(
+            "nats_publish_failed",
+            "Joined incidents this replica could not publish to the NATS JetStream stream \
+             (after retries)",
+            nats_publish_failed.clone(),
+        );
         for kind in [Waiting::Incident, Waiting::Drop] {
             let _ = join_lost.get_or_create(&kind.label());
             let _ = join_pending.get_or_create(&kind.label());
@@ -136,6 +196,9 @@ impl CollectorMetrics {
             join_lost,
             join_pending,
             otlp_lost,
+            nats_messages,
+            nats_refused,
+            nats_publish_failed,
         }
     }
 
@@ -179,6 +242,29 @@ impl CollectorMetrics {
     /// `count` events were lost by the OpenTelemetry exporter.
     pub fn otlp_lost(&self, count: u64) {
         self.otlp_lost.inc_by(count);
+    }
+
+    /// A message of the NATS stream on `subject` (`events`, `status`,
+    /// `hello`, `joined`) was read.
+    pub fn nats_message(&self, subject: &'static str) {
+        self.nats_messages
+            .get_or_create(&SubjectLabel { subject })
+            .inc();
+    }
+
+    /// A message of the NATS stream was not taken.
+    pub fn nats_refused(&self, reason: Refused) {
+        self.nats_refused.get_or_create(&reason.label()).inc();
+    }
+
+    /// Messages of the NATS stream refused for `reason` so far.
+    pub fn nats_refusals(&self, reason: Refused) -> u64 {
+        self.nats_refused.get_or_create(&reason.label()).get()
+    }
+
+    /// A joined incident could not be published to the NATS stream.
+    pub fn nats_publish_failed(&self) {
+        self.nats_publish_failed.inc();
     }
 
     /// The OpenMetrics text of every metric, `# EOF` included.

@@ -11,8 +11,9 @@
 //! History lives in memory: a restarted collector starts empty; agents send
 //! it what it had not acknowledged (and everything, when it was never
 //! reachable), not what the previous collector stored. History that
-//! survives a restart is what the NATS JetStream mode is for (not built
-//! yet).
+//! survives a restart, and replicas, are what the NATS JetStream mode is
+//! for (`--nats`, [`jetstream`]): agents publish to the stream instead of
+//! pushing, and each replica reads the stream (no push service then).
 //!
 //! Stopping (SIGTERM, SIGINT): push streams end, the join passes on what
 //! is queued (incidents still waiting for a partner are not counted as
@@ -20,6 +21,7 @@
 //! reader's stream), the OpenTelemetry exporter sends what it holds, then
 //! the server stops.
 
+pub mod jetstream;
 pub mod join;
 pub mod merge;
 pub mod metrics;
@@ -62,6 +64,11 @@ pub struct CollectorConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Where to export to OpenTelemetry, if anywhere.
     pub otlp: Option<OtlpConfig>,
+    /// Read the cluster's NATS JetStream stream instead of receiving
+    /// pushes, when given.
+    pub nats: Option<crate::nats::NatsConfig>,
+    /// The durable consumer the replicas share (NATS mode).
+    pub nats_consumer: String,
 }
 
 /// What stops the collector.
@@ -91,8 +98,17 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
     );
     let nodes = Arc::new(nodes::Nodes::new(config.name.clone()));
     let collector_metrics = Arc::new(metrics::CollectorMetrics::new());
-    let (join_tx, join_rx) = mpsc::channel(8192);
     let (merge_tx, merge_rx) = mpsc::channel(8192);
+    // On NATS, the OpenTelemetry exporter takes this replica's share of
+    // the events (the queue's), not everything its hub shows.
+    let export_hub = (config.nats.is_some() && config.otlp.is_some()).then(|| {
+        Hub::new(
+            FanoutConfig {
+                history: config.history,
+            },
+            config.name.clone(),
+        )
+    });
     let (stopping_tx, stopping) = watch::channel(false);
     let metrics_endpoint = match config.metrics_listen {
         Some(address) => Some(metrics::Endpoint::bind(address).await?),
@@ -102,7 +118,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         Some(otlp) => {
             let exporter = OtlpExporter::new(
                 otlp,
-                &hub,
+                export_hub.as_ref().unwrap_or(&hub),
                 Arc::clone(&collector_metrics),
                 "dropscope-collector",
                 None,
@@ -113,11 +129,41 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         }
         None => None,
     };
-    tokio::spawn(
-        join::Joiner::new(config.join, Arc::clone(&collector_metrics))
-            .run(join_rx, merge_tx, stopping.clone())
-            .instrument(tracing::info_span!("join")),
-    );
+    let push = match config.nats.clone() {
+        None => {
+            let (join_tx, join_rx) = mpsc::channel(8192);
+            tokio::spawn(
+                join::Joiner::new(config.join, Arc::clone(&collector_metrics))
+                    .run(join_rx, merge_tx, stopping.clone())
+                    .instrument(tracing::info_span!("join")),
+            );
+            Some(
+                CollectorServer::new(push::Push::new(
+                    Arc::clone(&nodes),
+                    join_tx,
+                    stopping.clone(),
+                ))
+                .max_decoding_message_size(64 * 1024 * 1024),
+            )
+        }
+        Some(nats) => {
+            let parts = jetstream::Parts {
+                name: config.name.clone(),
+                history: config.history,
+                consumer: config.nats_consumer.clone(),
+                join: config.join,
+                nodes: Arc::clone(&nodes),
+                metrics: Arc::clone(&collector_metrics),
+                merge: merge_tx,
+                export: export_hub,
+            };
+            tokio::spawn(
+                jetstream::run(nats, parts, stopping.clone())
+                    .instrument(tracing::info_span!("nats")),
+            );
+            None
+        }
+    };
     let merger = tokio::spawn(
         merge::Merger::new(config.merge_window)
             .run(merge_rx, hub.clone())
@@ -139,19 +185,21 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         attached: true,
         metadata_synced: true,
     });
-    let push = CollectorServer::new(push::Push::new(
-        Arc::clone(&nodes),
-        join_tx,
-        stopping.clone(),
-    ))
-    .max_decoding_message_size(64 * 1024 * 1024);
+    let services: &[&str] = if push.is_some() {
+        &[dropscope_proto::COLLECTOR_SERVICE]
+    } else {
+        &[]
+    };
     let server = Server::bind_with(
         &config.serve,
         config.listen.clone(),
         observer,
         ready,
-        &[dropscope_proto::COLLECTOR_SERVICE],
-        |router| router.add_service(push),
+        services,
+        |router| match push {
+            Some(push) => router.add_service(push),
+            None => router,
+        },
     )
     .await?;
     tracing::info!(listen = %server.listen(), window = ?config.merge_window, history = config.history, "dropscope collector running");

@@ -164,7 +164,7 @@ impl NodeStream {
 }
 
 /// A node state as an event of the collector's stream.
-fn node_event(state: v1::NodeState) -> v1::Event {
+pub(super) fn node_event(state: v1::NodeState) -> v1::Event {
     v1::Event {
         node: state.node.clone(),
         time: Some(convert::timestamp(SystemTime::now())),
