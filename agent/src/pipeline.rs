@@ -18,7 +18,7 @@ use std::{
 
 use tokio::{
     signal::unix::SignalKind,
-    sync::{RwLock, mpsc, watch},
+    sync::{mpsc, watch},
     task::JoinHandle,
 };
 use tracing::Instrument as _;
@@ -30,9 +30,6 @@ use crate::{
     enrich::{
         self, MetadataConfig,
         cgroup::{self as cgroups, CgroupPaths},
-        snapshot,
-        store::Store,
-        watch as kube_watch,
     },
     explain::step::Explainer,
     export::Exporter,
@@ -47,9 +44,6 @@ use crate::{
 
 /// How long the terminal output may take to write its last events at exit.
 const PRINT_DRAIN: Duration = Duration::from_secs(5);
-
-/// How long the first listing of a live cluster may take.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What stops the agent.
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +66,6 @@ pub enum Error {
     /// The collector to push to is misconfigured (a TLS file).
     #[error("--collector: {0}")]
     Export(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The API server did not answer the first listing in time.
-    #[error(
-        "the API server did not list every kind within {seconds}s: is it reachable, and may this identity list pods, services, endpointslices, networkpolicies, namespaces and nodes?"
-    )]
-    SyncTimeout {
-        /// The limit.
-        seconds: u64,
-    },
     /// BPF run-time statistics could not be enabled.
     #[error("enabling BPF run-time statistics: {0}")]
     BpfStats(#[source] std::io::Error),
@@ -188,7 +174,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
     } else {
         None
     };
-    let store = metadata(&config.metadata).await?;
+    let store = enrich::open::open(&config.metadata).await?;
     let _ = state.metadata.set(MetadataState {
         source: state.metadata_source,
         store: store.clone(),
@@ -662,45 +648,6 @@ fn report(stats: &KernelStats) {
         recursion_misses = stats.recursion_misses,
         "detached; kernel statistics"
     );
-}
-
-/// The metadata store the configuration asks for: loaded from a snapshot,
-/// or listed from the API server and then kept current by a watch task.
-async fn metadata(config: &MetadataConfig) -> Result<Option<Arc<RwLock<Store>>>, Error> {
-    let mut store = Store::new();
-    match config {
-        MetadataConfig::Standalone => Ok(None),
-        MetadataConfig::Snapshot(path) => {
-            let loaded = snapshot::load(path, &mut store)?;
-            tracing::info!(
-                path = %path.display(),
-                applied = loaded.applied,
-                skipped = loaded.skipped.len(),
-                "cluster metadata loaded from snapshot"
-            );
-            Ok(Some(Arc::new(RwLock::new(store))))
-        }
-        MetadataConfig::Kubernetes => {
-            let client = kube_watch::connect().await?;
-            tokio::time::timeout(SYNC_TIMEOUT, kube_watch::sync_once(&client, &mut store))
-                .await
-                .map_err(|_| Error::SyncTimeout {
-                    seconds: SYNC_TIMEOUT.as_secs(),
-                })??;
-            tracing::info!(counts = ?store.counts(), "cluster metadata synced");
-            let shared = Arc::new(RwLock::new(store));
-            let watched = Arc::clone(&shared);
-            tokio::spawn(
-                async move {
-                    if let Err(error) = kube_watch::run(client, watched).await {
-                        tracing::error!(%error, "the cluster watch stopped; metadata goes stale");
-                    }
-                }
-                .instrument(tracing::info_span!("enrich")),
-            );
-            Ok(Some(shared))
-        }
-    }
 }
 
 /// SIGTERM and SIGINT, installed once: the first asks for a stop, the

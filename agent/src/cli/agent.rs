@@ -114,6 +114,13 @@ pub struct Args {
     /// service account), listed at start and then watched.
     #[arg(long, env = "DROPSCOPE_KUBERNETES")]
     pub kubernetes: bool,
+    /// Where events are explained: `node` (here, with --snapshot or
+    /// --kubernetes) or `collector` (events leave with addresses only and
+    /// the collector, run with --kubernetes, explains them: one set of
+    /// cluster-wide watches instead of one per node). `collector` needs
+    /// --collector or --nats.
+    #[arg(long, value_enum, default_value_t = Enrich::Node, env = "DROPSCOPE_ENRICH")]
+    pub enrich: Enrich,
     /// Do not follow TCP connects (the `sock:inet_sock_set_state` and
     /// `tcp:tcp_retransmit_skb` tracepoints and the cgroup connect hooks):
     /// no CONNECT_* incidents.
@@ -180,8 +187,27 @@ pub struct Args {
     pub dns_pending: usize,
 }
 
+/// Where events are explained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Enrich {
+    /// On the node, by the agent.
+    Node,
+    /// At the collector.
+    Collector,
+}
+
 /// Runs the agent until a signal (or `--duration`).
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.enrich == Enrich::Collector {
+        anyhow::ensure!(
+            args.snapshot.is_none() && !args.kubernetes,
+            "--enrich collector: the collector holds the cluster's metadata; drop --snapshot and --kubernetes here"
+        );
+        anyhow::ensure!(
+            args.collector.is_some() || args.nats.nats.is_some(),
+            "--enrich collector: events must reach a collector: give --collector ADDR or --nats URL"
+        );
+    }
     let config = AgentConfig {
         kernel: KernelConfig {
             hook: args.hook,

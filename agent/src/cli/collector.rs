@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
     collector::{self, CollectorConfig, join::JoinConfig},
+    enrich::MetadataConfig,
     otlp::OtlpConfig,
     serve::{Listen, ServeConfig, TlsFiles},
 };
@@ -74,6 +75,17 @@ pub struct Args {
     /// (plaintext). Example: `http://otel-collector.observability:4317`.
     #[arg(long, env = "DROPSCOPE_OTLP")]
     pub otlp: Option<String>,
+    /// Explain events agents sent raw (`dropscope agent --enrich
+    /// collector`) with cluster metadata from this file (`kubectl get
+    /// namespaces,pods,services,endpointslices,networkpolicies,nodes -A -o
+    /// yaml`).
+    #[arg(long, env = "DROPSCOPE_SNAPSHOT", conflicts_with = "kubernetes")]
+    pub snapshot: Option<PathBuf>,
+    /// Explain events agents sent raw (`dropscope agent --enrich
+    /// collector`) with cluster metadata from the live API server, listed
+    /// at start and then watched (one set of watches for the cluster).
+    #[arg(long, env = "DROPSCOPE_KUBERNETES")]
+    pub kubernetes: bool,
     /// NATS JetStream: read the cluster's stream (agents run with the same
     /// --nats and --nats-stream) instead of receiving pushes; any number
     /// of replicas share the work.
@@ -114,6 +126,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ..JoinConfig::default()
         },
         metrics_listen: args.metrics_listen,
+        metadata: match (args.snapshot, args.kubernetes) {
+            (Some(path), _) => MetadataConfig::Snapshot(path),
+            (None, true) => MetadataConfig::Kubernetes,
+            (None, false) => MetadataConfig::Standalone,
+        },
         nats: args.nats.config()?,
         nats_consumer: args.nats_consumer,
         otlp: args.otlp.map(|endpoint| OtlpConfig {

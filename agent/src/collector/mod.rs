@@ -21,6 +21,7 @@
 //! reader's stream), the OpenTelemetry exporter sends what it holds, then
 //! the server stops.
 
+pub mod enrich;
 pub mod jetstream;
 pub mod join;
 pub mod merge;
@@ -69,6 +70,9 @@ pub struct CollectorConfig {
     pub nats: Option<crate::nats::NatsConfig>,
     /// The durable consumer the replicas share (NATS mode).
     pub nats_consumer: String,
+    /// Cluster metadata to explain raw events with (`--enrich collector`
+    /// agents), if any.
+    pub metadata: crate::enrich::MetadataConfig,
 }
 
 /// What stops the collector.
@@ -80,6 +84,9 @@ pub enum Error {
     /// The OpenTelemetry exporter is misconfigured.
     #[error(transparent)]
     Otlp(#[from] crate::otlp::Error),
+    /// The cluster metadata could not be loaded.
+    #[error(transparent)]
+    Metadata(#[from] crate::enrich::Error),
     /// The metrics endpoint could not listen.
     #[error(transparent)]
     Metrics(#[from] metrics::Error),
@@ -98,6 +105,9 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
     );
     let nodes = Arc::new(nodes::Nodes::new(config.name.clone()));
     let collector_metrics = Arc::new(metrics::CollectorMetrics::new());
+    let explainer = crate::enrich::open::open(&config.metadata)
+        .await?
+        .map(|store| Arc::new(enrich::ClusterExplainer::new(store)));
     let (merge_tx, merge_rx) = mpsc::channel(8192);
     // On NATS, the OpenTelemetry exporter takes this replica's share of
     // the events (the queue's), not everything its hub shows.
@@ -141,6 +151,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
                 CollectorServer::new(push::Push::new(
                     Arc::clone(&nodes),
                     join_tx,
+                    explainer,
                     stopping.clone(),
                 ))
                 .max_decoding_message_size(64 * 1024 * 1024),
@@ -156,6 +167,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
                 metrics: Arc::clone(&collector_metrics),
                 merge: merge_tx,
                 export: export_hub,
+                explainer,
             };
             tokio::spawn(
                 jetstream::run(nats, parts, stopping.clone())

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::nodes::Nodes;
+use super::{enrich::ClusterExplainer, nodes::Nodes};
 use crate::convert;
 
 /// The push service.
@@ -21,21 +21,25 @@ use crate::convert;
 pub struct Push {
     nodes: Arc<Nodes>,
     merge: mpsc::Sender<v1::Event>,
+    explainer: Option<Arc<ClusterExplainer>>,
     stopping: watch::Receiver<bool>,
 }
 
 impl Push {
     /// Stores into `merge` (the join, then the merge window in front of
-    /// the hub) and keeps
-    /// node states in `nodes`; every stream ends when `stopping` turns true.
+    /// the hub) and keeps node states in `nodes`; events agents sent raw
+    /// are explained by `explainer` when there is one; every stream ends
+    /// when `stopping` turns true.
     pub fn new(
         nodes: Arc<Nodes>,
         merge: mpsc::Sender<v1::Event>,
+        explainer: Option<Arc<ClusterExplainer>>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             nodes,
             merge,
+            explainer,
             stopping,
         }
     }
@@ -74,6 +78,7 @@ impl collector_server::Collector for Push {
             stored,
             nodes: Arc::clone(&self.nodes),
             merge: self.merge.clone(),
+            explainer: self.explainer.clone(),
             acks,
         };
         tokio::spawn(stream.run(incoming, self.stopping.clone()));
@@ -88,6 +93,7 @@ struct NodeStream {
     stored: u64,
     nodes: Arc<Nodes>,
     merge: mpsc::Sender<v1::Event>,
+    explainer: Option<Arc<ClusterExplainer>>,
     acks: mpsc::Sender<Result<v1::PushAck, Status>>,
 }
 
@@ -138,6 +144,9 @@ impl NodeStream {
                     }
                     // A node speaks for itself only.
                     event.node.clone_from(&self.node);
+                    if let Some(explainer) = &self.explainer {
+                        explainer.enrich(&mut event).await;
+                    }
                     self.merge
                         .send(event)
                         .await

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod change;
 pub mod freshness;
 pub mod object;
+pub mod open;
 pub mod policy;
 pub mod skipped;
 pub mod snapshot;
@@ -81,6 +82,14 @@ pub enum Error {
     Client {
         /// Why.
         source: kube::Error,
+    },
+    /// The API server did not answer the first listing in time.
+    #[error(
+        "the API server did not list every kind within {seconds}s: is it reachable, and may this identity list pods, services, endpointslices, networkpolicies, namespaces and nodes?"
+    )]
+    SyncTimeout {
+        /// The limit.
+        seconds: u64,
     },
     /// A watch failed for good.
     #[error("watching {kind}: {source}")]

@@ -187,6 +187,8 @@ pub struct Parts {
     pub merge: mpsc::Sender<v1::Event>,
     /// The OpenTelemetry exporter's hub, when exporting.
     pub export: Option<Hub>,
+    /// Explains events agents sent raw, when the collector has metadata.
+    pub explainer: Option<Arc<crate::collector::enrich::ClusterExplainer>>,
 }
 
 /// Runs a replica's parts until `stopping` turns true; then closes the
@@ -206,12 +208,14 @@ pub async fn run(config: NatsConfig, parts: Parts, mut stopping: watch::Receiver
         parts.merge,
         join_tx.clone(),
         Arc::clone(&parts.metrics),
+        parts.explainer.clone(),
     );
     let queue = queue::Queue::new(
         config.clone(),
         parts.consumer,
         join_tx,
         parts.export.clone(),
+        parts.explainer,
     );
     let publisher = Publisher::new(
         Joins::new(parts.join, Arc::clone(&parts.metrics)),

@@ -12,7 +12,7 @@
 //! whichever replica has the incident sees its drop. A replica that dies
 //! loses the incidents it had waiting (they are acknowledged when taken).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     self,
@@ -24,7 +24,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    collector::merge,
+    collector::{enrich::ClusterExplainer, merge},
     fanout::Hub,
     nats::{Connection, NatsConfig, Subjects, subjects::node_token},
 };
@@ -44,16 +44,19 @@ pub struct Queue {
     consumer: String,
     join: mpsc::Sender<v1::Event>,
     export: Option<Hub>,
+    explainer: Option<Arc<ClusterExplainer>>,
 }
 
 impl Queue {
     /// Pulls from the durable consumer `consumer`: incidents go to `join`,
-    /// every event to `export` when there is one.
+    /// every event to `export` when there is one; events agents sent raw
+    /// are explained by `explainer` when there is one.
     pub fn new(
         config: NatsConfig,
         consumer: String,
         join: mpsc::Sender<v1::Event>,
         export: Option<Hub>,
+        explainer: Option<Arc<ClusterExplainer>>,
     ) -> Self {
         Self {
             subjects: config.subjects(),
@@ -61,6 +64,7 @@ impl Queue {
             consumer,
             join,
             export,
+            explainer,
         }
     }
 
@@ -143,7 +147,7 @@ impl Queue {
 
     /// Hands one event on; `Err` only when the join stopped.
     async fn take(&self, message: &jetstream::Message) -> Result<(), String> {
-        let event = match v1::Event::decode(&message.payload[..]) {
+        let mut event = match v1::Event::decode(&message.payload[..]) {
             Ok(event) => event,
             // The reader counts what does not decode: every message reaches
             // it, and it alone counts, so each bad message counts once.
@@ -152,6 +156,9 @@ impl Queue {
         let token = message.subject.as_str().rsplit('.').next().unwrap_or("");
         if node_token(&event.node) != token {
             return Ok(());
+        }
+        if let Some(explainer) = &self.explainer {
+            explainer.enrich(&mut event).await;
         }
         if matches!(event.event, Some(v1::event::Event::Incident(_))) {
             self.join

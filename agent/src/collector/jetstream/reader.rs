@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     collector::{
+        enrich::ClusterExplainer,
         metrics::{CollectorMetrics, Refused},
         nodes::Nodes,
         push::node_event,
@@ -59,6 +60,7 @@ pub struct Reader {
     merge: mpsc::Sender<v1::Event>,
     join: mpsc::Sender<v1::Event>,
     metrics: Arc<CollectorMetrics>,
+    explainer: Option<Arc<ClusterExplainer>>,
     /// The stream sequence to read next, once known.
     next: Option<u64>,
     heard: HashMap<String, Heard>,
@@ -66,7 +68,8 @@ pub struct Reader {
 
 impl Reader {
     /// A reader feeding `merge` (the hub) and `join` (drops), keeping
-    /// `nodes`; it reads the last `history` messages first.
+    /// `nodes`; it reads the last `history` messages first; events agents
+    /// sent raw are explained by `explainer` when there is one.
     pub fn new(
         config: NatsConfig,
         history: usize,
@@ -74,6 +77,7 @@ impl Reader {
         merge: mpsc::Sender<v1::Event>,
         join: mpsc::Sender<v1::Event>,
         metrics: Arc<CollectorMetrics>,
+        explainer: Option<Arc<ClusterExplainer>>,
     ) -> Self {
         Self {
             subjects: config.subjects(),
@@ -83,6 +87,7 @@ impl Reader {
             merge,
             join,
             metrics,
+            explainer,
             next: None,
             heard: HashMap::new(),
         }
@@ -178,12 +183,15 @@ impl Reader {
         match self.subjects.classify(message.subject.as_str()) {
             Some(Subject::Events(token)) => {
                 self.metrics.nats_message("events");
-                let Some(event) = self.decode::<v1::Event>(payload) else {
+                let Some(mut event) = self.decode::<v1::Event>(payload) else {
                     return Ok(());
                 };
                 if node_token(&event.node) != token {
                     self.metrics.nats_refused(Refused::NodeMismatch);
                     return Ok(());
+                }
+                if let Some(explainer) = &self.explainer {
+                    explainer.enrich(&mut event).await;
                 }
                 self.nodes.stored(&event.node, 0, 1);
                 if matches!(event.event, Some(v1::event::Event::Drop(_))) {
