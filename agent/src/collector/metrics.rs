@@ -239,6 +239,53 @@ impl CollectorMetrics {
             .set(count as u64);
     }
 
+    /// Entries of `kind` waiting now.
+    pub fn pending(&self, kind: Waiting) -> u64 {
+        self.join_pending.get_or_create(&kind.label()).get()
+    }
+
+    /// Events the OpenTelemetry exporter lost so far.
+    pub fn otlp_losses(&self) -> u64 {
+        self.otlp_lost.get()
+    }
+
+    /// The collector's part of `GetStatus`: these counters, and whether
+    /// events come from pushes or from the NATS stream `nats_stream`.
+    pub fn status(&self, nats_stream: Option<&str>) -> v1::CollectorStatus {
+        let matches = [
+            v1::TupleMatch::Original,
+            v1::TupleMatch::Translated,
+            v1::TupleMatch::Source,
+        ];
+        v1::CollectorStatus {
+            source: match nats_stream {
+                Some(_) => v1::CollectorSource::Nats,
+                None => v1::CollectorSource::Push,
+            } as i32,
+            nats_stream: nats_stream.unwrap_or_default().to_owned(),
+            joins: matches
+                .into_iter()
+                .map(|matched| v1::JoinCount {
+                    r#match: matched as i32,
+                    count: self.joins(matched),
+                })
+                .collect(),
+            unjoined_incidents: self.unjoined_incidents(),
+            waiting_incidents: self.pending(Waiting::Incident),
+            waiting_drops: self.pending(Waiting::Drop),
+            join_lost: self.join_losses(Waiting::Incident) + self.join_losses(Waiting::Drop),
+            otlp_lost: self.otlp_losses(),
+            nats_refused: [
+                Refused::Undecodable,
+                Refused::NodeMismatch,
+                Refused::ForeignSubject,
+            ]
+            .into_iter()
+            .map(|reason| self.nats_refusals(reason))
+            .sum(),
+        }
+    }
+
     /// `count` events were lost by the OpenTelemetry exporter.
     pub fn otlp_lost(&self, count: u64) {
         self.otlp_lost.inc_by(count);

@@ -103,8 +103,11 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         },
         config.name.clone(),
     );
-    let nodes = Arc::new(nodes::Nodes::new(config.name.clone()));
     let collector_metrics = Arc::new(metrics::CollectorMetrics::new());
+    let nodes = Arc::new(nodes::Nodes::new(config.name.clone()).with_counters(
+        Arc::clone(&collector_metrics),
+        config.nats.as_ref().map(|nats| nats.stream.clone()),
+    ));
     let explainer = crate::enrich::open::open(&config.metadata)
         .await?
         .map(|store| Arc::new(enrich::ClusterExplainer::new(store)));

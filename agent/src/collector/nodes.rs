@@ -5,12 +5,13 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::SystemTime,
 };
 
 use dropscope_proto::v1;
 
+use super::metrics::CollectorMetrics;
 use crate::{
     convert,
     fanout::Hub,
@@ -33,6 +34,8 @@ struct Node {
 #[derive(Debug)]
 pub struct Nodes {
     name: String,
+    /// The collector's own counters, and the NATS stream it reads.
+    collector: Option<(Arc<CollectorMetrics>, Option<String>)>,
     started: SystemTime,
     nodes: Mutex<BTreeMap<String, Node>>,
 }
@@ -42,9 +45,21 @@ impl Nodes {
     pub fn new(name: String) -> Self {
         Self {
             name,
+            collector: None,
             started: SystemTime::now(),
             nodes: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Also tells the collector's own counters in `GetStatus` (and the
+    /// NATS stream it reads, if it does).
+    pub fn with_counters(
+        mut self,
+        metrics: Arc<CollectorMetrics>,
+        nats_stream: Option<String>,
+    ) -> Self {
+        self.collector = Some((metrics, nats_stream));
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Node>> {
@@ -168,6 +183,10 @@ impl StatusReport for Nodes {
             ready: true,
             incidents: Some(incidents),
             nodes: nodes.values().map(|node| node.state.clone()).collect(),
+            collector: self
+                .collector
+                .as_ref()
+                .map(|(metrics, stream)| metrics.status(stream.as_deref())),
             ..Default::default()
         }
     }

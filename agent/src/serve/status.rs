@@ -118,6 +118,7 @@ impl AgentState {
         let uptime = now.duration_since(self.started).unwrap_or_default();
         v1::GetStatusResponse {
             nodes: Vec::new(),
+            collector: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: self.node.clone(),
             started: Some(convert::timestamp(self.started)),

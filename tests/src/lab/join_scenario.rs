@@ -9,7 +9,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, ensure};
-use dropscope_proto::v1::{FailurePlace, Incident, IncidentEventKind, TupleMatch, Verdict};
+use dropscope_proto::v1::{
+    CollectorSource, FailurePlace, Incident, IncidentEventKind, TupleMatch, Verdict,
+};
 use serde_json::json;
 
 use super::{
@@ -254,6 +256,30 @@ pub fn join_across_nodes(
         .unwrap_or_default();
     }
     assert_eq!(joins_by_match, 1.0, "one join, made by one collector");
+    // Agents see every connect on this kernel, a parallel test's too: count
+    // this test's kind of match only, as the metrics above.
+    let expected = if through_service {
+        TupleMatch::Source
+    } else {
+        TupleMatch::Original
+    };
+    let mut joins_in_status = 0;
+    for server in collectors.servers() {
+        let status = runtime.block_on(collector::status(&server))?;
+        let counters = status.collector.context("the collector's counters")?;
+        let source = match transport {
+            Transport::Push => CollectorSource::Push,
+            Transport::Nats => CollectorSource::Nats,
+        };
+        assert_eq!(counters.source, source as i32, "{counters:#?}");
+        joins_in_status += counters
+            .joins
+            .iter()
+            .filter(|join| join.r#match == expected as i32)
+            .map(|join| join.count)
+            .sum::<u64>();
+    }
+    assert_eq!(joins_in_status, 1, "GetStatus tells the one join");
 
     drop(seens);
     agent_a.stop()?;
