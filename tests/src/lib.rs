@@ -11,5 +11,6 @@
 pub mod apiserver;
 pub mod lab;
 pub mod otlp_server;
+pub mod tls_incoming;
 
 pub use lab::{Agent, Lab, Pod};

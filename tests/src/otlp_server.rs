@@ -10,6 +10,7 @@
 
 use std::{
     net::SocketAddr,
+    path::Path,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -129,6 +130,7 @@ pub fn text_of(attributes: &[KeyValue], key: &str) -> Option<String> {
 /// The OTLP/gRPC test receiver, serving until dropped.
 pub struct OtlpTestReceiver {
     address: SocketAddr,
+    tls: bool,
     received: Shared,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -140,9 +142,20 @@ impl OtlpTestReceiver {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
+    /// Listens on a free port and serves TLS with the certificate and key
+    /// in these PEM files, on a thread of its own.
+    pub fn start_tls(cert: &Path, key: &Path) -> Result<Self> {
+        let config = crate::tls_incoming::server_config(cert, key)?;
+        Self::serve(SocketAddr::from(([127, 0, 0, 1], 0)), Some(config))
+    }
+
     /// Listens on `address` (for a receiver that comes back where an
     /// exporter was already sending) and serves on a thread of its own.
     pub fn start_on(address: SocketAddr) -> Result<Self> {
+        Self::serve(address, None)
+    }
+
+    fn serve(address: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Self> {
         let listener = std::net::TcpListener::bind(address)
             .with_context(|| format!("binding the OTLP receiver to {address}"))?;
         listener.set_nonblocking(true)?;
@@ -154,25 +167,41 @@ impl OtlpTestReceiver {
             .build()
             .context("the OTLP receiver's runtime")?;
         let services = (Logs(Arc::clone(&received)), Metrics(Arc::clone(&received)));
+        let secure = tls.is_some();
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                     return;
                 };
-                let _ = tonic::transport::Server::builder()
+                let router = tonic::transport::Server::builder()
                     .add_service(LogsServiceServer::new(services.0))
-                    .add_service(MetricsServiceServer::new(services.1))
-                    .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
-                        async {
-                            let _ = stopped.await;
-                        },
-                    )
-                    .await;
+                    .add_service(MetricsServiceServer::new(services.1));
+                let stop = async {
+                    let _ = stopped.await;
+                };
+                let _ = match tls {
+                    Some(config) => {
+                        router
+                            .serve_with_incoming_shutdown(
+                                crate::tls_incoming::incoming(listener, config),
+                                stop,
+                            )
+                            .await
+                    }
+                    None => {
+                        router
+                            .serve_with_incoming_shutdown(
+                                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                                stop,
+                            )
+                            .await
+                    }
+                };
             });
         });
         Ok(Self {
             address,
+            tls: secure,
             received,
             stop: Some(stop),
             thread: Some(thread),
@@ -181,7 +210,8 @@ impl OtlpTestReceiver {
 
     /// Its URL, for `--otlp`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// Every log record received so far, in arrival order.

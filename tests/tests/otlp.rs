@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use dropscope_e2e::{
     Agent, Lab,
-    lab::{Cluster, Collector, SocketPath, connect_tcp, send_udp},
+    lab::{Cluster, Collector, SocketPath, connect_tcp, pki::TestPki, send_udp},
     otlp_server::{OtlpTestReceiver, ReceivedRecord, text_of},
 };
 use opentelemetry_proto::tonic::{
@@ -318,6 +318,58 @@ fn events_lost_while_the_receiver_was_away_are_counted_and_told() -> Result<()> 
             .ok()?;
         (counted >= lost as f64).then_some(())
     })?;
+    agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn an_agent_exports_over_tls_to_a_receiver_its_ca_signed() -> Result<()> {
+    const PORT: u16 = 7303;
+    // TLS needs the CA that signed the receiver: refused before anything
+    // is attached without it.
+    match Agent::start(&["--otlp", "https://127.0.0.1:4317"]) {
+        Ok(agent) => anyhow::bail!(
+            "the agent exported over TLS without a CA to check the receiver:\n{}",
+            agent.log()
+        ),
+        Err(error) => {
+            let error = format!("{error:#}");
+            ensure!(
+                error.contains("--otlp-tls-ca"),
+                "the refusal names --otlp-tls-ca: {error}"
+            );
+        }
+    }
+    let mut lab = Lab::new()?;
+    let client_pod = lab.add_pod("client")?;
+    let gateway = IpAddr::V4(lab.gateway_v4());
+    lab.nft()
+        .drop_input("otlp_tls_drop", gateway, PORT, "udp")?;
+    let pki = TestPki::new()?;
+    let receiver = OtlpTestReceiver::start_tls(
+        std::path::Path::new(&pki.server_cert),
+        std::path::Path::new(&pki.server_key),
+    )?;
+    ensure!(receiver.endpoint().starts_with("https://"));
+    let agent = Agent::start(&["--otlp", &receiver.endpoint(), "--otlp-tls-ca", &pki.ca])?;
+    send_udp(
+        &client_pod.netns,
+        vec![43_701],
+        SocketAddr::new(gateway, PORT),
+        1,
+    )?;
+    let record = receiver.wait_for(WAIT, "the drop over TLS", |receiver| {
+        drop_record(
+            receiver,
+            client_pod.ipv4.into(),
+            SocketAddr::new(gateway, PORT),
+        )
+    })?;
+    assert_eq!(
+        record.text("dropscope.reason").as_deref(),
+        Some("NETFILTER_DROP"),
+        "{record:#?}"
+    );
     agent.stop()?;
     Ok(())
 }

@@ -134,14 +134,9 @@ pub struct Args {
     /// incidents, and no sight of SYNs leaving (no BEYOND_NODE).
     #[arg(long, env = "DROPSCOPE_NO_TC")]
     pub no_tc: bool,
-    /// Export every event (drops, incidents, losses) as OpenTelemetry log
-    /// records, and the counters as metrics, to this OTLP/gRPC receiver
-    /// (plaintext). Example: `http://otel-agent.observability:4317`.
-    #[arg(long, env = "DROPSCOPE_OTLP")]
-    pub otlp: Option<String>,
-    /// How often counters are exported to --otlp.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "DROPSCOPE_OTLP_METRICS_INTERVAL")]
-    pub otlp_metrics_interval: Duration,
+    /// OpenTelemetry export of every event and counter.
+    #[command(flatten)]
+    pub otlp: super::otlp::OtlpArgs,
     /// Push every event to a `dropscope collector` at this address
     /// (`HOST:PORT` or `unix:PATH`), as well as serving them here; events
     /// held while it is unreachable are sent when it is.
@@ -230,10 +225,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             server_name: args.collector_tls_server_name,
         }),
         nats: args.nats.config()?,
-        otlp: args.otlp.map(|endpoint| crate::otlp::OtlpConfig {
-            endpoint,
-            metrics_every: args.otlp_metrics_interval,
-        }),
+        otlp: args.otlp.config(),
         incidents: IncidentConfig {
             dns_timeout: args.dns_timeout,
             dns_pending: args.dns_pending,

@@ -5,7 +5,6 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use crate::{
     collector::{self, CollectorConfig, join::JoinConfig},
     enrich::MetadataConfig,
-    otlp::OtlpConfig,
     serve::{Listen, ServeConfig, TlsFiles},
 };
 
@@ -69,12 +68,11 @@ pub struct Args {
     /// bound let go. Example: `0.0.0.0:9090`.
     #[arg(long, env = "DROPSCOPE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Export every event the collector holds (the nodes' drops and
-    /// incidents, the joined cluster incidents) as OpenTelemetry log
-    /// records, and its counters as metrics, to this OTLP/gRPC receiver
-    /// (plaintext). Example: `http://otel-collector.observability:4317`.
-    #[arg(long, env = "DROPSCOPE_OTLP")]
-    pub otlp: Option<String>,
+    /// OpenTelemetry export of every event the collector holds (the
+    /// nodes' drops and incidents, the joined cluster incidents; on NATS,
+    /// this replica's share) and of its counters.
+    #[command(flatten)]
+    pub otlp: super::otlp::OtlpArgs,
     /// Explain events agents sent raw (`dropscope agent --enrich
     /// collector`) with cluster metadata from this file (`kubectl get
     /// namespaces,pods,services,endpointslices,networkpolicies,nodes -A -o
@@ -99,9 +97,6 @@ pub struct Args {
         env = "DROPSCOPE_NATS_CONSUMER"
     )]
     pub nats_consumer: String,
-    /// How often counters are exported to --otlp.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "DROPSCOPE_OTLP_METRICS_INTERVAL")]
-    pub otlp_metrics_interval: Duration,
 }
 
 /// Runs the collector until a signal.
@@ -133,10 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         nats: args.nats.config()?,
         nats_consumer: args.nats_consumer,
-        otlp: args.otlp.map(|endpoint| OtlpConfig {
-            endpoint,
-            metrics_every: args.otlp_metrics_interval,
-        }),
+        otlp: args.otlp.config(),
     };
     Ok(collector::run(config).await?)
 }

@@ -5,6 +5,7 @@ pub mod collector;
 pub mod explain;
 pub mod nats;
 pub mod observe;
+pub mod otlp;
 
 use clap::{Parser, Subcommand};
 

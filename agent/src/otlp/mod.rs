@@ -17,8 +17,11 @@
 //! cumulative: a metrics export that fails loses nothing the next one does
 //! not carry.
 
+mod channel;
 pub mod logs;
 mod openmetrics;
+
+pub use channel::OtlpTls;
 
 use std::{
     sync::Arc,
@@ -35,7 +38,7 @@ use opentelemetry_proto::tonic::{
     metrics::v1::{ResourceMetrics, ScopeMetrics},
     resource::v1::Resource,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{
     fanout::{Cursor, Hub, Item, Start, loss_message},
@@ -54,26 +57,46 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where and how to export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OtlpConfig {
-    /// The receiver, `http://HOST:PORT` (OTLP/gRPC, plaintext).
+    /// The receiver: `http://HOST:PORT` (OTLP/gRPC, plaintext) or
+    /// `https://HOST:PORT` (TLS, with `tls`).
     pub endpoint: String,
     /// How often counters are exported.
     pub metrics_every: Duration,
+    /// TLS to an `https://` receiver.
+    pub tls: Option<OtlpTls>,
 }
 
 /// Why the exporter cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `--otlp` is not a URL tonic can dial.
-    #[error("--otlp {endpoint:?}: {source} (expected http://HOST:PORT)")]
+    #[error("--otlp {endpoint:?}: {source} (expected http://HOST:PORT or https://HOST:PORT)")]
     Endpoint {
         /// What was given.
         endpoint: String,
         /// Why it was refused.
         source: tonic::transport::Error,
     },
-    /// Only plaintext OTLP/gRPC is spoken.
-    #[error("--otlp {0:?}: only http:// is supported (plaintext OTLP/gRPC)")]
+    /// Neither `http://` nor `https://`.
+    #[error("--otlp {0:?}: use http://HOST:PORT (plaintext) or https://HOST:PORT (TLS)")]
     Scheme(String),
+    /// `--otlp` has no host.
+    #[error("--otlp {0:?}: not a URL with a host (https://HOST:PORT)")]
+    Url(String),
+    /// `https://` without the CA to check the receiver with.
+    #[error(
+        "--otlp {0:?}: TLS needs --otlp-tls-ca (the CA bundle that signed the receiver's certificate)"
+    )]
+    HttpsWithoutCa(String),
+    /// TLS files for a plaintext receiver.
+    #[error("--otlp {0:?}: --otlp-tls-* are given but the URL is plaintext: use https://")]
+    TlsOverHttp(String),
+    /// Not a name a certificate can carry.
+    #[error("--otlp-tls-server-name {0:?} is not a valid TLS server name")]
+    ServerName(String),
+    /// A TLS file could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::serve::tls::TlsError),
 }
 
 /// The counters a process exports, as OpenMetrics text, and where the
@@ -117,16 +140,7 @@ impl<C: Counters> OtlpExporter<C> {
         service: &str,
         node: Option<&str>,
     ) -> Result<Self, Error> {
-        if !config.endpoint.starts_with("http://") {
-            return Err(Error::Scheme(config.endpoint.clone()));
-        }
-        let channel = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|source| Error::Endpoint {
-                endpoint: config.endpoint.clone(),
-                source,
-            })?
-            .timeout(EXPORT_TIMEOUT)
-            .connect_lazy();
+        let channel = channel::connect(&config.endpoint, config.tls.as_ref(), EXPORT_TIMEOUT)?;
         let mut attributes = vec![
             text("service.name", service),
             text("service.version", env!("CARGO_PKG_VERSION")),

@@ -25,6 +25,7 @@ pub mod json;
 pub mod nats;
 mod netns;
 mod nft;
+pub mod pki;
 pub mod privilege;
 mod process;
 mod remote;
