@@ -30,7 +30,7 @@ use dropscope_e2e::{
         send_udp,
     },
 };
-use dropscope_proto::v1::{Event, LossSource};
+use dropscope_proto::v1::{Event, LossSource, ObserveRequest};
 
 /// How long a collector may take to exit after SIGTERM.
 const STOP: Duration = Duration::from_secs(10);
@@ -258,5 +258,75 @@ fn events_held_while_nats_was_down_arrive_and_the_overflow_is_counted() -> Resul
         "the agent exits with every event stored in the stream:\n{log}"
     );
     collector.stop(STOP)?;
+    Ok(())
+}
+
+#[test]
+fn since_further_back_than_a_replica_holds_is_answered_from_the_stream() -> Result<()> {
+    const PORT: u16 = 7303;
+    const FIRST: u16 = 43_800;
+    /// More flows than the replica's history: most come from the stream.
+    const FLOWS: u16 = 40;
+    let mut lab = Lab::new()?;
+    let client_pod = lab.add_pod("client")?;
+    let gateway = IpAddr::V4(lab.gateway_v4());
+    lab.nft().drop_input("to_nodes", gateway, PORT, "udp")?;
+    let nats = NatsServer::start()?;
+    let route = route(&lab, &nats);
+    let [node, _] = node_names(&lab);
+    let agent = agent_of(&node, &route, &[])?;
+    // The agent publishes as soon as it runs: its first event is after
+    // this.
+    let since = SystemTime::now();
+    let ports: Vec<u16> = (FIRST..FIRST + FLOWS).collect();
+    send_udp(
+        &client_pod.netns,
+        ports.clone(),
+        SocketAddr::new(gateway, PORT),
+        1,
+    )?;
+    agent.wait_for(WAIT, "the agent printing every drop", |agent| {
+        (agent
+            .drops(|drop| ours(&lab)(drop) && drop.kind == "new")
+            .len()
+            >= usize::from(FLOWS))
+        .then_some(())
+    })?;
+    // A replica started now with room for 8 events reads only the
+    // stream's tail.
+    let socket = SocketPath::new("replica-short");
+    let mut args = route.collector_args();
+    args.extend(["--history".to_owned(), "8".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let replica = Collector::start(&socket.listen(), &args)?;
+    let runtime = client::runtime()?;
+    wait_for_node(
+        &runtime,
+        &replica.server(),
+        &node,
+        "the node heard of",
+        is_connected,
+    )?;
+    let answered = client::wait_until(WAIT, "every drop since the start, once", || {
+        let events = runtime
+            .block_on(async {
+                let mut observer = client::connect(&replica.server()).await?;
+                client::history(
+                    &mut observer,
+                    ObserveRequest {
+                        since: Some(client::timestamp(since)),
+                        ..Default::default()
+                    },
+                    Duration::from_secs(10),
+                )
+                .await
+            })
+            .ok()?;
+        (ports_of(&lab, &events, &node) == ports).then_some(events)
+    });
+    let events = answered.with_context(|| format!("the replica's log:\n{}", replica.log()))?;
+    ensure_no_copies(&lab, &events)?;
+    agent.stop()?;
+    replica.stop(STOP)?;
     Ok(())
 }

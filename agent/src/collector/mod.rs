@@ -142,6 +142,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         }
         None => None,
     };
+    let connected = Arc::new(std::sync::OnceLock::new());
     let push = match config.nats.clone() {
         None => {
             let (join_tx, join_rx) = mpsc::channel(8192);
@@ -171,6 +172,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
                 merge: merge_tx,
                 export: export_hub,
                 explainer,
+                connected: Arc::clone(&connected),
             };
             tokio::spawn(
                 jetstream::run(nats, parts, stopping.clone())
@@ -195,7 +197,13 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
                 .instrument(tracing::info_span!("metrics")),
         )
     });
-    let observer = Observer::for_collector(hub.clone(), nodes.clone());
+    let mut observer = Observer::for_collector(hub.clone(), nodes.clone());
+    if let Some(nats) = &config.nats {
+        observer = observer.with_archive(Arc::new(jetstream::archive::StreamArchive::new(
+            nats.clone(),
+            connected,
+        )));
+    }
     let (_ready, ready) = watch::channel(Readiness {
         attached: true,
         metadata_synced: true,

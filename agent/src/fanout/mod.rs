@@ -113,10 +113,21 @@ impl Hub {
     /// Hands a message already in the contract's form (a collector's
     /// events, each stamped by its node) to every cursor; `drops` is what a
     /// reader that misses it misses (a drop's `new_packets`, a loss's
-    /// `lost_drops`).
+    /// `lost_drops`). It is held under its own time, so `since` means the
+    /// nodes' time (also for history a collector read back at start), kept
+    /// in order: never before the newest event held, never after now.
     pub fn publish_message(&self, message: v1::Event, drops: u64) {
         let now = SystemTime::now();
-        let seq = self.ring().push(now, Arc::new(message), drops);
+        let mut ring = self.ring();
+        let own = message
+            .time
+            .as_ref()
+            .and_then(convert::time_of)
+            .unwrap_or(now)
+            .min(now);
+        let time = ring.newest_time().map_or(own, |newest| own.max(newest));
+        let seq = ring.push(time, Arc::new(message), drops);
+        drop(ring);
         self.shared.published.send_replace(seq);
     }
 

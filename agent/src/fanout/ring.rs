@@ -297,6 +297,11 @@ impl Ring {
         }
     }
 
+    /// The time of the newest event held.
+    pub fn newest_time(&self) -> Option<SystemTime> {
+        self.entries.back().map(|entry| entry.time)
+    }
+
     pub fn stats(&self) -> HistoryStats {
         HistoryStats {
             capacity: self.capacity,

@@ -5,6 +5,7 @@
 //! otherwise). Receives the hub and the agent's state; one consumer of the
 //! hub per open Observe stream.
 
+pub mod archive;
 pub mod filter;
 pub mod listen;
 mod observe;

@@ -10,7 +10,7 @@ use dropscope_proto::v1;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::filter::Filters;
+use super::{archive::Archive, filter::Filters};
 use crate::{
     convert,
     fanout::{Cursor, Hub, Item, Start, loss_message},
@@ -98,9 +98,27 @@ impl Plan {
     }
 
     /// Opens the cursor and starts the stream's task; returns what the
-    /// gRPC response streams.
-    pub fn start(self, hub: &Hub, peer: String) -> mpsc::Receiver<Result<v1::Event, Status>> {
+    /// gRPC response streams. A `since` before the oldest event `hub`
+    /// holds is answered from `archive` first, when there is one.
+    pub fn start(
+        self,
+        hub: &Hub,
+        archive: Option<&dyn Archive>,
+        peer: String,
+    ) -> mpsc::Receiver<Result<v1::Event, Status>> {
+        let mut older = None;
         let cursor = match self.start {
+            Begin::At(Start::Since(since)) if archive.is_some() => {
+                let held_from = hub.history().oldest.unwrap_or_else(SystemTime::now);
+                match archive {
+                    Some(archive) if since < held_from => {
+                        let before = self.until.map_or(held_from, |until| until.min(held_from));
+                        older = Some(archive.replay(since, before));
+                        hub.cursor(Start::Since(held_from), peer)
+                    }
+                    _ => hub.cursor(Start::Since(since), peer),
+                }
+            }
             Begin::At(start) => hub.cursor(start, peer),
             Begin::LastMatching(count) => {
                 let filters = &self.filters;
@@ -121,18 +139,40 @@ impl Plan {
         // Without follow, the stream ends at what is published now.
         let end = (!self.follow).then(|| hub.history().published);
         let (sender, receiver) = mpsc::channel(SEND_QUEUE);
-        tokio::spawn(self.run(cursor, end, sender));
+        tokio::spawn(self.run(older, cursor, end, sender));
         receiver
     }
 
     async fn run(
         self,
+        older: Option<mpsc::Receiver<Result<v1::Event, String>>>,
         mut cursor: Cursor,
         end: Option<u64>,
         sender: mpsc::Sender<Result<v1::Event, Status>>,
     ) {
         let node = cursor.node().to_owned();
         let mut sent_matching = 0;
+        if let Some(mut older) = older {
+            while let Some(event) = older.recv().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::warn!(%error, "history from the archive ended early");
+                        break;
+                    }
+                };
+                if !self.filters.matches(&event) {
+                    continue;
+                }
+                sent_matching += 1;
+                if sender.send(Ok(event)).await.is_err() {
+                    return;
+                }
+                if self.first.is_some_and(|first| sent_matching >= first) {
+                    return;
+                }
+            }
+        }
         loop {
             let item = match end {
                 Some(_) => cursor.try_next(),

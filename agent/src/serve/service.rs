@@ -36,6 +36,7 @@ enum Source {
 pub struct Observer {
     hub: Hub,
     source: Source,
+    archive: Option<Arc<dyn super::archive::Archive>>,
 }
 
 impl Observer {
@@ -44,6 +45,7 @@ impl Observer {
         Self {
             hub,
             source: Source::Agent(state),
+            archive: None,
         }
     }
 
@@ -52,7 +54,14 @@ impl Observer {
         Self {
             hub,
             source: Source::Collector(report),
+            archive: None,
         }
+    }
+
+    /// Answers `since` further back than the hub holds from `archive`.
+    pub fn with_archive(mut self, archive: Arc<dyn super::archive::Archive>) -> Self {
+        self.archive = Some(archive);
+        self
     }
 }
 
@@ -121,7 +130,7 @@ impl observer_server::Observer for Observer {
             |name: &str| reasons.is_none_or(|reasons| reasons.iter().any(|known| known == name));
         let plan = Plan::new(&request, &known)?;
         tracing::debug!(%peer, ?request, "observe");
-        let receiver = plan.start(&self.hub, peer);
+        let receiver = plan.start(&self.hub, self.archive.as_deref(), peer);
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 

@@ -22,6 +22,7 @@
 //! `observe` anyway. What the queue shares out is the per-event work:
 //! incidents' joins and the OpenTelemetry export.
 
+pub mod archive;
 pub mod queue;
 pub mod reader;
 
@@ -189,6 +190,8 @@ pub struct Parts {
     pub export: Option<Hub>,
     /// Explains events agents sent raw, when the collector has metadata.
     pub explainer: Option<Arc<crate::collector::enrich::ClusterExplainer>>,
+    /// Where the connection goes once made, for the archive.
+    pub connected: Arc<std::sync::OnceLock<jetstream::Context>>,
 }
 
 /// Runs a replica's parts until `stopping` turns true; then closes the
@@ -200,6 +203,7 @@ pub async fn run(config: NatsConfig, parts: Parts, mut stopping: watch::Receiver
         return;
     };
     tracing::info!(nats = %config.url, stream = %config.stream, consumer = %parts.consumer, "collector replica on NATS JetStream");
+    let _ = parts.connected.set(context.clone());
     let (join_tx, join_rx) = mpsc::channel(8192);
     let reader = reader::Reader::new(
         config.clone(),
