@@ -75,6 +75,22 @@ fn ports_of(lab: &Lab, events: &[Event], node: &str) -> Vec<u16> {
     ports
 }
 
+/// `observe --since TIME` (no follow) against `server`.
+fn since(runtime: &tokio::runtime::Runtime, server: &str, time: SystemTime) -> Result<Vec<Event>> {
+    runtime.block_on(async {
+        let mut observer = client::connect(server).await?;
+        client::history(
+            &mut observer,
+            ObserveRequest {
+                since: Some(client::timestamp(time)),
+                ..Default::default()
+            },
+            Duration::from_secs(10),
+        )
+        .await
+    })
+}
+
 #[test]
 fn a_join_through_nats_is_made_once_and_every_replica_shows_it() -> Result<()> {
     join_across_nodes(&lab_client(), false, Transport::Nats)
@@ -88,6 +104,7 @@ fn replicas_serve_the_whole_stream_and_a_restarted_one_lost_nothing() -> Result<
     const BEFORE: u16 = 43_501;
     const WHILE_DEAD: u16 = 43_502;
     const AFTER: u16 = 43_503;
+    let began = SystemTime::now();
     let mut lab = Lab::new()?;
     let client_pod = lab.add_pod("client")?;
     let gateway = IpAddr::V4(lab.gateway_v4());
@@ -156,6 +173,21 @@ fn replicas_serve_the_whole_stream_and_a_restarted_one_lost_nothing() -> Result<
         }
     }
     drop((seen_restarted, seen_second));
+    // What a user asks after the restart: everything since the test began.
+    for (server, name) in [
+        (restarted.server(), "the restarted replica"),
+        (second.server(), "replica 2"),
+    ] {
+        let events = since(&runtime, &server, began)?;
+        ensure_no_copies(&lab, &events)?;
+        for node in &nodes {
+            assert_eq!(
+                ports_of(&lab, &events, node),
+                [BEFORE, WHILE_DEAD, AFTER],
+                "{name}: `observe --since` has each drop of {node} once"
+            );
+        }
+    }
     for agent in agents {
         let log = agent.stop()?;
         ensure!(
@@ -277,7 +309,7 @@ fn since_further_back_than_a_replica_holds_is_answered_from_the_stream() -> Resu
     let agent = agent_of(&node, &route, &[])?;
     // The agent publishes as soon as it runs: its first event is after
     // this.
-    let since = SystemTime::now();
+    let began = SystemTime::now();
     let ports: Vec<u16> = (FIRST..FIRST + FLOWS).collect();
     send_udp(
         &client_pod.netns,
@@ -308,20 +340,7 @@ fn since_further_back_than_a_replica_holds_is_answered_from_the_stream() -> Resu
         is_connected,
     )?;
     let answered = client::wait_until(WAIT, "every drop since the start, once", || {
-        let events = runtime
-            .block_on(async {
-                let mut observer = client::connect(&replica.server()).await?;
-                client::history(
-                    &mut observer,
-                    ObserveRequest {
-                        since: Some(client::timestamp(since)),
-                        ..Default::default()
-                    },
-                    Duration::from_secs(10),
-                )
-                .await
-            })
-            .ok()?;
+        let events = self::since(&runtime, &replica.server(), began).ok()?;
         (ports_of(&lab, &events, &node) == ports).then_some(events)
     });
     let events = answered.with_context(|| format!("the replica's log:\n{}", replica.log()))?;
