@@ -480,9 +480,16 @@ async fn stream_once(
         .await
         .map_err(|status| status_error(connection.server(), "", &status))?
         .into_inner();
+    // Updates come without their flow's explanation: the compact and table
+    // lines show it again from the flow's NEW event (JSON prints what the
+    // API sent).
+    let mut carry = crate::convert::wire::Carry::default();
     while let Some(event) = stream.next().await {
-        let event =
+        let mut event =
             event.map_err(|status| status_error(connection.server(), "stream from ", &status))?;
+        if format != Format::Json {
+            carry.fill(&mut event);
+        }
         if let (Some(last), Some(time)) = (&last_time, &event.time)
             && (time.seconds, time.nanos) <= (last.seconds, last.nanos)
             && event.kind != v1::EventKind::Loss as i32

@@ -14,12 +14,12 @@
 //! modes can share a collector.
 //!
 //! The same engine as the agent's: an explanation here equals the agent's
-//! for the same metadata. Explanations held for carrying are bounded
-//! ([`HELD`], oldest first out); a flow whose explanation left is
-//! explained again.
+//! for the same metadata. Explanations (the agents' and its own) are held
+//! to put back on a flow's `UPDATE` events, which leave their node
+//! without one (`convert::wire`); bounded, oldest first out, and a flow
+//! whose explanation left is explained again.
 
 use std::{
-    collections::{HashMap, VecDeque},
     net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
 };
@@ -28,68 +28,42 @@ use dropscope_proto::v1;
 use tokio::sync::RwLock;
 
 use crate::{
-    convert,
+    convert::{self, wire::Carry},
     enrich::{store::Store, view::View},
     explain::{Flow, Target, explain},
 };
 
-/// Explanations held for carrying to a flow's later events, at most.
-pub const HELD: usize = 65_536;
-
-/// A node's flow.
-type FlowKey = (String, u64);
-
-/// Explanations by flow, oldest first out.
-#[derive(Default)]
-struct Held {
-    by_flow: HashMap<FlowKey, Arc<v1::Explanation>>,
-    order: VecDeque<FlowKey>,
+/// What every node event goes through on its way into the collector: its
+/// flow's explanation put back on an `UPDATE` that left its node without
+/// it ([`Carry`]), and, when the collector has metadata, what its agent
+/// did not say. Shared (`Arc`) by the parts that take node events.
+pub struct Ingest {
+    store: Option<Arc<RwLock<Store>>>,
+    carry: Mutex<Carry>,
 }
 
-impl Held {
-    fn get(&self, key: &FlowKey) -> Option<Arc<v1::Explanation>> {
-        self.by_flow.get(key).cloned()
-    }
-
-    fn insert(&mut self, key: FlowKey, explanation: Arc<v1::Explanation>) {
-        if self.by_flow.insert(key.clone(), explanation).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > HELD {
-            if let Some(oldest) = self.order.pop_front() {
-                self.by_flow.remove(&oldest);
-            }
-        }
-    }
-}
-
-/// The collector's explain step. Shared (`Arc`) by the parts that take
-/// node events.
-pub struct ClusterExplainer {
-    store: Arc<RwLock<Store>>,
-    held: Mutex<Held>,
-}
-
-impl ClusterExplainer {
-    /// Explains against `store`.
-    pub fn new(store: Arc<RwLock<Store>>) -> Self {
+impl Ingest {
+    /// Explains against `store` when there is one.
+    pub fn new(store: Option<Arc<RwLock<Store>>>) -> Self {
         Self {
             store,
-            held: Mutex::new(Held::default()),
+            carry: Mutex::new(Carry::default()),
         }
     }
 
-    /// Completes `event` if its agent did not.
-    pub async fn enrich(&self, event: &mut v1::Event) {
+    /// Completes `event`.
+    pub async fn take(&self, event: &mut v1::Event) {
+        self.lock().fill(event);
+        let Some(store) = &self.store else { return };
         let node = event.node.clone();
         match &mut event.event {
             Some(v1::event::Event::Drop(drop)) if drop.explanation.is_none() => {
-                let store = self.store.read().await;
+                let store = store.read().await;
                 let view = View::new(&store);
                 drop.explanation = self.explanation(&view, &node, drop).map(unwrap_shared);
             }
             Some(v1::event::Event::Incident(incident)) if incident.source.is_none() => {
-                let store = self.store.read().await;
+                let store = store.read().await;
                 let view = View::new(&store);
                 self.identify(&view, &node, incident);
             }
@@ -104,15 +78,15 @@ impl ClusterExplainer {
         node: &str,
         drop: &v1::DropEvent,
     ) -> Option<Arc<v1::Explanation>> {
-        let key = (node.to_owned(), drop.flow_id);
-        if let Some(held) = self.lock().get(&key) {
+        if let Some(held) = self.lock().get(node, drop.flow_id) {
             return Some(held);
         }
         let flow = flow_of(drop)?;
         match explain(view, &flow) {
             Ok(explanation) => {
                 let explanation = Arc::new(convert::explanation(&explanation));
-                self.lock().insert(key, Arc::clone(&explanation));
+                self.lock()
+                    .insert(node, drop.flow_id, Arc::clone(&explanation));
                 Some(explanation)
             }
             Err(error) => {
@@ -159,8 +133,8 @@ impl ClusterExplainer {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Carry> {
+        self.carry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -269,16 +243,5 @@ mod tests {
             });
         }
         assert!(flow_of(&big_port).is_none());
-    }
-
-    #[test]
-    fn held_explanations_are_bounded_oldest_first() {
-        let mut held = Held::default();
-        for flow in 0..(HELD as u64 + 10) {
-            held.insert(("a".to_owned(), flow), Arc::new(v1::Explanation::default()));
-        }
-        assert_eq!(held.by_flow.len(), HELD);
-        assert!(held.get(&("a".to_owned(), 0)).is_none());
-        assert!(held.get(&("a".to_owned(), HELD as u64 + 9)).is_some());
     }
 }

@@ -108,9 +108,9 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
         Arc::clone(&collector_metrics),
         config.nats.as_ref().map(|nats| nats.stream.clone()),
     ));
-    let explainer = crate::enrich::open::open(&config.metadata)
-        .await?
-        .map(|store| Arc::new(enrich::ClusterExplainer::new(store)));
+    let ingest = Arc::new(enrich::Ingest::new(
+        crate::enrich::open::open(&config.metadata).await?,
+    ));
     let (merge_tx, merge_rx) = mpsc::channel(8192);
     // On NATS, the OpenTelemetry exporter takes this replica's share of
     // the events (the queue's), not everything its hub shows.
@@ -155,7 +155,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
                 CollectorServer::new(push::Push::new(
                     Arc::clone(&nodes),
                     join_tx,
-                    explainer,
+                    ingest,
                     stopping.clone(),
                 ))
                 .max_decoding_message_size(64 * 1024 * 1024),
@@ -171,7 +171,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), Error> {
                 metrics: Arc::clone(&collector_metrics),
                 merge: merge_tx,
                 export: export_hub,
-                explainer,
+                ingest,
                 connected: Arc::clone(&connected),
             };
             tokio::spawn(

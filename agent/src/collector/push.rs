@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{enrich::ClusterExplainer, nodes::Nodes};
+use super::{enrich::Ingest, nodes::Nodes};
 use crate::convert;
 
 /// The push service.
@@ -21,25 +21,25 @@ use crate::convert;
 pub struct Push {
     nodes: Arc<Nodes>,
     merge: mpsc::Sender<v1::Event>,
-    explainer: Option<Arc<ClusterExplainer>>,
+    ingest: Arc<Ingest>,
     stopping: watch::Receiver<bool>,
 }
 
 impl Push {
     /// Stores into `merge` (the join, then the merge window in front of
     /// the hub) and keeps node states in `nodes`; events agents sent raw
-    /// are explained by `explainer` when there is one; every stream ends
+    /// are completed by `ingest`; every stream ends
     /// when `stopping` turns true.
     pub fn new(
         nodes: Arc<Nodes>,
         merge: mpsc::Sender<v1::Event>,
-        explainer: Option<Arc<ClusterExplainer>>,
+        ingest: Arc<Ingest>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             nodes,
             merge,
-            explainer,
+            ingest,
             stopping,
         }
     }
@@ -78,7 +78,7 @@ impl collector_server::Collector for Push {
             stored,
             nodes: Arc::clone(&self.nodes),
             merge: self.merge.clone(),
-            explainer: self.explainer.clone(),
+            ingest: Arc::clone(&self.ingest),
             acks,
         };
         tokio::spawn(stream.run(incoming, self.stopping.clone()));
@@ -93,7 +93,7 @@ struct NodeStream {
     stored: u64,
     nodes: Arc<Nodes>,
     merge: mpsc::Sender<v1::Event>,
-    explainer: Option<Arc<ClusterExplainer>>,
+    ingest: Arc<Ingest>,
     acks: mpsc::Sender<Result<v1::PushAck, Status>>,
 }
 
@@ -144,9 +144,7 @@ impl NodeStream {
                     }
                     // A node speaks for itself only.
                     event.node.clone_from(&self.node);
-                    if let Some(explainer) = &self.explainer {
-                        explainer.enrich(&mut event).await;
-                    }
+                    self.ingest.take(&mut event).await;
                     self.merge
                         .send(event)
                         .await

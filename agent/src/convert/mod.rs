@@ -5,6 +5,7 @@
 //! drift apart. `model` itself knows nothing of the proto.
 
 mod incident;
+pub mod wire;
 
 use std::time::SystemTime;
 

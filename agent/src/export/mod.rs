@@ -221,7 +221,7 @@ async fn send_batch(
         first_sequence: *first,
         events: events
             .iter()
-            .map(|(_, event)| v1::Event::clone(event))
+            .map(|(_, event)| convert::wire::on_the_wire(event).into_owned())
             .collect(),
     };
     let request = v1::PushRequest {

@@ -227,7 +227,7 @@ impl Publisher {
         event: &v1::Event,
     ) -> Result<Ack, SessionError> {
         let publish = Publish::build()
-            .payload(event.encode_to_vec().into())
+            .payload(convert::wire::on_the_wire(event).encode_to_vec().into())
             .message_id(subjects::event_id(self.hub.node(), self.run, sequence));
         let pending = context
             .send_publish(self.subjects.events(self.hub.node()), publish)

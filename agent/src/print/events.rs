@@ -110,7 +110,7 @@ pub async fn run(mut cursor: Cursor, format: Format) -> Ended {
 /// One event as one line.
 pub fn render(event: &v1::Event, format: Format, style: Style) -> String {
     match format {
-        Format::Json => serde_json::to_string(event)
+        Format::Json => serde_json::to_string(&*crate::convert::wire::on_the_wire(event))
             .unwrap_or_else(|error| format!(r#"{{"error":"cannot serialize event: {error}"}}"#)),
         Format::Compact => match &event.event {
             Some(v1::event::Event::Drop(drop)) => compact_drop(event, drop, style),

@@ -208,7 +208,11 @@ impl Plan {
                     entry.event
                 }
             };
-            if sender.send(Ok(v1::Event::clone(&message))).await.is_err() {
+            if sender
+                .send(Ok(convert::wire::on_the_wire(&message).into_owned()))
+                .await
+                .is_err()
+            {
                 return;
             }
             cursor.delivered();

@@ -188,8 +188,8 @@ pub struct Parts {
     pub merge: mpsc::Sender<v1::Event>,
     /// The OpenTelemetry exporter's hub, when exporting.
     pub export: Option<Hub>,
-    /// Explains events agents sent raw, when the collector has metadata.
-    pub explainer: Option<Arc<crate::collector::enrich::ClusterExplainer>>,
+    /// What every node event goes through on its way in.
+    pub ingest: Arc<crate::collector::enrich::Ingest>,
     /// Where the connection goes once made, for the archive.
     pub connected: Arc<std::sync::OnceLock<jetstream::Context>>,
 }
@@ -212,14 +212,14 @@ pub async fn run(config: NatsConfig, parts: Parts, mut stopping: watch::Receiver
         parts.merge,
         join_tx.clone(),
         Arc::clone(&parts.metrics),
-        parts.explainer.clone(),
+        Arc::clone(&parts.ingest),
     );
     let queue = queue::Queue::new(
         config.clone(),
         parts.consumer,
         join_tx,
         parts.export.clone(),
-        parts.explainer,
+        parts.ingest,
     );
     let publisher = Publisher::new(
         Joins::new(parts.join, Arc::clone(&parts.metrics)),

@@ -24,7 +24,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    collector::{enrich::ClusterExplainer, merge},
+    collector::{enrich::Ingest, merge},
     fanout::Hub,
     nats::{Connection, NatsConfig, Subjects, subjects::node_token},
 };
@@ -44,19 +44,19 @@ pub struct Queue {
     consumer: String,
     join: mpsc::Sender<v1::Event>,
     export: Option<Hub>,
-    explainer: Option<Arc<ClusterExplainer>>,
+    ingest: Arc<Ingest>,
 }
 
 impl Queue {
     /// Pulls from the durable consumer `consumer`: incidents go to `join`,
     /// every event to `export` when there is one; events agents sent raw
-    /// are explained by `explainer` when there is one.
+    /// are completed by `ingest`.
     pub fn new(
         config: NatsConfig,
         consumer: String,
         join: mpsc::Sender<v1::Event>,
         export: Option<Hub>,
-        explainer: Option<Arc<ClusterExplainer>>,
+        ingest: Arc<Ingest>,
     ) -> Self {
         Self {
             subjects: config.subjects(),
@@ -64,7 +64,7 @@ impl Queue {
             consumer,
             join,
             export,
-            explainer,
+            ingest,
         }
     }
 
@@ -157,9 +157,7 @@ impl Queue {
         if node_token(&event.node) != token {
             return Ok(());
         }
-        if let Some(explainer) = &self.explainer {
-            explainer.enrich(&mut event).await;
-        }
+        self.ingest.take(&mut event).await;
         if matches!(event.event, Some(v1::event::Event::Incident(_))) {
             self.join
                 .send(event.clone())

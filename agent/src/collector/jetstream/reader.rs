@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     collector::{
-        enrich::ClusterExplainer,
+        enrich::Ingest,
         metrics::{CollectorMetrics, Refused},
         nodes::Nodes,
         push::node_event,
@@ -60,7 +60,7 @@ pub struct Reader {
     merge: mpsc::Sender<v1::Event>,
     join: mpsc::Sender<v1::Event>,
     metrics: Arc<CollectorMetrics>,
-    explainer: Option<Arc<ClusterExplainer>>,
+    ingest: Arc<Ingest>,
     /// The stream sequence to read next, once known.
     next: Option<u64>,
     heard: HashMap<String, Heard>,
@@ -69,7 +69,7 @@ pub struct Reader {
 impl Reader {
     /// A reader feeding `merge` (the hub) and `join` (drops), keeping
     /// `nodes`; it reads the last `history` messages first; events agents
-    /// sent raw are explained by `explainer` when there is one.
+    /// sent raw are completed by `ingest`.
     pub fn new(
         config: NatsConfig,
         history: usize,
@@ -77,7 +77,7 @@ impl Reader {
         merge: mpsc::Sender<v1::Event>,
         join: mpsc::Sender<v1::Event>,
         metrics: Arc<CollectorMetrics>,
-        explainer: Option<Arc<ClusterExplainer>>,
+        ingest: Arc<Ingest>,
     ) -> Self {
         Self {
             subjects: config.subjects(),
@@ -87,7 +87,7 @@ impl Reader {
             merge,
             join,
             metrics,
-            explainer,
+            ingest,
             next: None,
             heard: HashMap::new(),
         }
@@ -190,9 +190,7 @@ impl Reader {
                     self.metrics.nats_refused(Refused::NodeMismatch);
                     return Ok(());
                 }
-                if let Some(explainer) = &self.explainer {
-                    explainer.enrich(&mut event).await;
-                }
+                self.ingest.take(&mut event).await;
                 self.nodes.stored(&event.node, 0, 1);
                 if matches!(event.event, Some(v1::event::Event::Drop(_))) {
                     self.send(&self.join, event.clone()).await?;
