@@ -6,21 +6,19 @@
 //! `frontend` connects to the `api` Service, DNATed to the `api` pod,
 //! whose ingress policy allows a namespace label `frontend` lacks.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::time::Duration;
 
 use anyhow::Result;
 use dropscope_e2e::{
     Agent, Lab,
     lab::{
-        Cluster, Collector, DropView, SocketPath,
+        Collector, DropView, SocketPath,
         client::{self, Drained},
         cluster_view::{HISTORY, Route, WAIT, is_connected, node_names, wait_for_node},
-        collector, connect_tcp,
+        collector,
         json::{hint_codes, policy_names, text},
         nats::NatsServer,
+        web_to_api::WebToApi,
     },
 };
 use serde_json::{Value, json};
@@ -40,23 +38,10 @@ fn a_replica_on_nats_explains_what_agents_sent_raw() -> Result<()> {
 
 fn explained_at_the_collector(through_nats: bool) -> Result<()> {
     let mut lab = Lab::new()?;
-    let web = lab.add_pod("web")?;
-    let api = lab.add_pod("api")?;
-    let vip = IpAddr::V4(lab.vip(20));
-    lab.nft()
-        .service("api", vip, 80, "tcp", api.ipv4.into(), 8080)?;
-    lab.nft()
-        .drop_forward("deny_api", api.ipv4.into(), 8080, "tcp")?;
+    let shape = WebToApi::new(&mut lab, 20)?;
     let [node, _] = node_names(&lab);
-    let snapshot = Cluster::new()
-        .node(&node, lab.gateway_v4().into())
-        .web_and_api(
-            (web.ipv4.into(), &node),
-            (api.ipv4.into(), &node),
-            8080,
-            "TCP",
-        )
-        .api_service(vip, api.ipv4.into())
+    let snapshot = shape
+        .cluster(&lab, &node)
         .policy(
             "backend",
             "allow-frontend",
@@ -114,11 +99,7 @@ fn explained_at_the_collector(through_nats: bool) -> Result<()> {
         runtime.block_on(collector::follow_from_oldest(&collector.server()))?;
     let seen = Drained::spawn(&runtime, observer, stream);
 
-    connect_tcp(
-        &web.netns,
-        SocketAddr::new(vip, 80),
-        Duration::from_millis(1500),
-    )?;
+    shape.connect(Duration::from_millis(1500))?;
     let ours = |drop: &DropView| {
         drop.node == node
             && (lab.owns(drop.src.ip) || lab.owns(drop.dst.ip))

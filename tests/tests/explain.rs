@@ -15,6 +15,7 @@ use dropscope_e2e::{
         Cluster, DropView, connect_tcp,
         json::{hint_codes, policy_names, text},
         send_udp,
+        web_to_api::WebToApi,
     },
 };
 use serde_json::{Value, json};
@@ -159,22 +160,9 @@ fn an_allow_rule_for_53_does_not_match_after_dnat_to_5353() -> Result<()> {
 #[test]
 fn a_namespace_selector_on_a_missing_label_is_named() -> Result<()> {
     let mut lab = Lab::new()?;
-    let web = lab.add_pod("web")?;
-    let api = lab.add_pod("api")?;
-    let vip = IpAddr::V4(lab.vip(20));
-    lab.nft()
-        .service("api", vip, 80, "tcp", api.ipv4.into(), 8080)?;
-    lab.nft()
-        .drop_forward("deny_api", api.ipv4.into(), 8080, "tcp")?;
-    let snapshot = Cluster::new()
-        .node(NODE, lab.gateway_v4().into())
-        .web_and_api(
-            (web.ipv4.into(), NODE),
-            (api.ipv4.into(), NODE),
-            8080,
-            "TCP",
-        )
-        .api_service(vip, api.ipv4.into())
+    let shape = WebToApi::new(&mut lab, 20)?;
+    let snapshot = shape
+        .cluster(&lab, NODE)
         .policy(
             "backend",
             "allow-frontend",
@@ -189,11 +177,7 @@ fn a_namespace_selector_on_a_missing_label_is_named() -> Result<()> {
         )
         .write(lab.id())?;
     let agent = Agent::start(&["--snapshot", snapshot.path()])?;
-    connect_tcp(
-        &web.netns,
-        SocketAddr::new(vip, 80),
-        Duration::from_millis(1500),
-    )?;
+    shape.connect(Duration::from_millis(1500))?;
 
     let (drop, explanation) = explained_drop(&agent, &lab, 8080)?;
     assert!(drop.tcp_flags.contains(&"SYN".to_owned()));

@@ -17,14 +17,18 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use dropscope_e2e::{
     Agent, Lab,
-    lab::{Cluster, Collector, SocketPath, connect_tcp, pki::TestPki, send_udp},
+    lab::{
+        Collector, SocketPath, connect_tcp,
+        pki::TestPki,
+        send_udp,
+        web_to_api::{WebToApi, deny_all_ingress},
+    },
     otlp_server::{OtlpTestReceiver, ReceivedRecord, text_of},
 };
 use opentelemetry_proto::tonic::{
     logs::v1::SeverityNumber,
     metrics::v1::{AggregationTemporality, Metric, metric::Data, number_data_point},
 };
-use serde_json::json;
 
 /// How long a drop may take to reach the receiver.
 const WAIT: Duration = Duration::from_secs(20);
@@ -73,30 +77,11 @@ fn drop_record(
 fn an_agent_exports_a_denied_drop_with_its_pod_policy_and_both_tuples() -> Result<()> {
     const NODE: &str = "lab-node";
     let mut lab = Lab::new()?;
-    let web = lab.add_pod("web")?;
-    let api = lab.add_pod("api")?;
-    let vip = IpAddr::V4(lab.vip(30));
-    lab.nft()
-        .service("api", vip, 80, "tcp", api.ipv4.into(), 8080)?;
-    lab.nft()
-        .drop_forward("deny_api", api.ipv4.into(), 8080, "tcp")?;
-    let snapshot = Cluster::new()
-        .node(NODE, lab.gateway_v4().into())
-        .web_and_api(
-            (web.ipv4.into(), NODE),
-            (api.ipv4.into(), NODE),
-            8080,
-            "TCP",
-        )
-        .api_service(vip, api.ipv4.into())
-        .policy(
-            "backend",
-            "deny-all",
-            json!({
-                "podSelector": { "matchLabels": { "app": "api" } },
-                "policyTypes": ["Ingress"],
-            }),
-        )
+    let shape = WebToApi::new(&mut lab, 30)?;
+    let (web, api, vip) = (&shape.web, &shape.api, shape.vip);
+    let snapshot = shape
+        .cluster(&lab, NODE)
+        .policy("backend", "deny-all", deny_all_ingress())
         .write(lab.id())?;
     let receiver = OtlpTestReceiver::start()?;
     let agent = Agent::start(&[

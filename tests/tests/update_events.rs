@@ -5,23 +5,18 @@
 //! at the agent and at the collector, which puts the explanation back from
 //! the flow's NEW event before filtering and joining.
 
-use std::{
-    collections::BTreeSet,
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use dropscope_e2e::{
     Agent, Lab,
     lab::{
-        Cluster, Collector, DropView, SocketPath, client,
+        Collector, DropView, SocketPath, client,
         cluster_view::{WAIT, is_connected, node_names, wait_for_node},
-        connect_tcp,
+        web_to_api::{WebToApi, deny_all_ingress},
     },
 };
 use dropscope_proto::v1::{Event, EventFilter, ObserveRequest};
-use serde_json::json;
 
 /// How long a collector may take to exit after SIGTERM.
 const STOP: Duration = Duration::from_secs(10);
@@ -75,31 +70,11 @@ fn ensure_light_updates(seen: &[(String, bool)], where_: &str) -> Result<()> {
 #[test]
 fn a_flows_explanation_leaves_on_its_first_and_last_event_only() -> Result<()> {
     let mut lab = Lab::new()?;
-    let web = lab.add_pod("web")?;
-    let api = lab.add_pod("api")?;
-    let vip = IpAddr::V4(lab.vip(30));
-    lab.nft()
-        .service("api", vip, 80, "tcp", api.ipv4.into(), 8080)?;
-    lab.nft()
-        .drop_forward("deny_api", api.ipv4.into(), 8080, "tcp")?;
+    let shape = WebToApi::new(&mut lab, 30)?;
     let [node, _] = node_names(&lab);
-    let snapshot = Cluster::new()
-        .node(&node, lab.gateway_v4().into())
-        .web_and_api(
-            (web.ipv4.into(), &node),
-            (api.ipv4.into(), &node),
-            8080,
-            "TCP",
-        )
-        .api_service(vip, api.ipv4.into())
-        .policy(
-            "backend",
-            "deny-all",
-            json!({
-                "podSelector": { "matchLabels": { "app": "api" } },
-                "policyTypes": ["Ingress"],
-            }),
-        )
+    let snapshot = shape
+        .cluster(&lab, &node)
+        .policy("backend", "deny-all", deny_all_ingress())
         .write(lab.id())?;
     let socket = SocketPath::new("collector-updates");
     let collector = Collector::start(&socket.listen(), &["--history", "262144"])?;
@@ -126,11 +101,7 @@ fn a_flows_explanation_leaves_on_its_first_and_last_event_only() -> Result<()> {
         is_connected,
     )?;
     // The SYN and its retransmits (1 s, 3 s later): NEW, then UPDATEs.
-    connect_tcp(
-        &web.netns,
-        SocketAddr::new(vip, 80),
-        Duration::from_millis(3500),
-    )?;
+    shape.connect(Duration::from_millis(3500))?;
     let ended = |drops: &[DropView]| drops.iter().any(|drop| drop.kind == "end");
     agent.wait_for(WAIT, "the flow's END", |agent| {
         ended(&agent.drops(|drop| drop.node == node && drop.dst.port == 8080)).then_some(())

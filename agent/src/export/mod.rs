@@ -12,7 +12,7 @@
 //! collector drops the ones it already stored (it keeps each node's
 //! highest sequence per agent run), so none is stored twice.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use dropscope_proto::v1::{self, collector_client::CollectorClient};
 use tokio::sync::mpsc;
@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::{
     client::Connection,
     convert,
-    fanout::{Cursor, Hub, Item, Start, loss_message},
+    fanout::{Hub, outbox::Outbox},
     serve::AgentState,
 };
 /// Where and how to push.
@@ -81,25 +81,19 @@ pub struct Exporter {
     connection: Connection,
     hub: Hub,
     state: AgentState,
-    cursor: Cursor,
     /// Sent and not acknowledged, with their sequence numbers.
-    unacked: VecDeque<(u64, Arc<v1::Event>)>,
-    /// The next sequence number.
-    next: u64,
+    outbox: Outbox,
 }
 
 impl Exporter {
     /// An exporter of `hub` to the collector at `connection`, starting at
     /// the oldest event the hub holds.
     pub fn new(connection: Connection, hub: Hub, state: AgentState) -> Self {
-        let cursor = hub.cursor(Start::Oldest, "collector export");
         Self {
+            outbox: Outbox::new(&hub, "collector export"),
             connection,
             hub,
             state,
-            cursor,
-            unacked: VecDeque::new(),
-            next: 1,
         }
     }
 
@@ -151,36 +145,34 @@ impl Exporter {
             .push(ReceiverStream::new(outgoing))
             .await?
             .into_inner();
-        tracing::info!(collector = %self.connection.server(), resent = self.unacked.len(), "pushing to the collector");
+        tracing::info!(collector = %self.connection.server(), resent = self.outbox.len(), "pushing to the collector");
         // What was sent before and not acknowledged goes first, again.
-        let again: Vec<(u64, Arc<v1::Event>)> = self.unacked.iter().cloned().collect();
+        let again = self.outbox.unacknowledged();
         for chunk in again.chunks(BATCH) {
             send_batch(&requests, chunk).await?;
         }
         let mut status = tokio::time::interval(STATUS_EVERY);
         let mut hub_open = true;
         loop {
-            if !hub_open && self.unacked.is_empty() {
+            if !hub_open && self.outbox.is_empty() {
                 return Ok(());
             }
-            let room = self.unacked.len() < WINDOW;
+            let room = self.outbox.len() < WINDOW;
             tokio::select! {
                 ack = acks.message() => {
                     let ack = ack?.ok_or(PushError::Closed)?;
-                    while self.unacked.front().is_some_and(|(seq, _)| *seq <= ack.sequence) {
-                        self.unacked.pop_front();
-                    }
+                    self.outbox.acknowledged(ack.sequence);
                     *backoff = FIRST_BACKOFF;
                 }
-                item = self.cursor.next(), if room && hub_open => {
-                    let Some(item) = item else {
+                item = self.outbox.next(), if room && hub_open => {
+                    let Some(first) = item else {
                         hub_open = false;
                         continue;
                     };
-                    let mut batch = vec![self.take(item)];
-                    while batch.len() < BATCH && self.unacked.len() < WINDOW {
-                        let Some(item) = self.cursor.try_next() else { break };
-                        batch.push(self.take(item));
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH && self.outbox.len() < WINDOW {
+                        let Some(next) = self.outbox.try_next() else { break };
+                        batch.push(next);
                     }
                     send_batch(&requests, &batch).await?;
                 }
@@ -193,19 +185,6 @@ impl Exporter {
                 }
             }
         }
-    }
-
-    /// Numbers one item and keeps it until acknowledged.
-    fn take(&mut self, item: Item) -> (u64, Arc<v1::Event>) {
-        let message = match item {
-            Item::Event(entry) => entry.event,
-            Item::Lost(loss, until) => Arc::new(loss_message(&loss, until, self.hub.node())),
-        };
-        self.cursor.delivered();
-        let numbered = (self.next, message);
-        self.next += 1;
-        self.unacked.push_back(numbered.clone());
-        numbered
     }
 }
 

@@ -12,6 +12,7 @@
 //! was already pushed out of the ring gets the same kind of message, with
 //! source `History`.
 
+pub mod outbox;
 mod ring;
 mod subscribers;
 

@@ -13,9 +13,7 @@
 //! fails waits with a doubling backoff before publishing again.
 
 use std::{
-    collections::VecDeque,
     pin::Pin,
-    sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -27,7 +25,7 @@ use prost::Message as _;
 use super::{NatsConfig, Subjects, subjects};
 use crate::{
     convert,
-    fanout::{Cursor, Hub, Item, Start, loss_message},
+    fanout::{Hub, outbox::Outbox},
     serve::AgentState,
 };
 
@@ -62,11 +60,8 @@ pub struct Publisher {
     subjects: Subjects,
     hub: Hub,
     state: AgentState,
-    cursor: Cursor,
     /// Published and not acknowledged, with their sequence numbers.
-    unacked: VecDeque<(u64, Arc<v1::Event>)>,
-    /// The next sequence number.
-    next: u64,
+    outbox: Outbox,
     /// This agent run, in message ids.
     run: u128,
 }
@@ -75,20 +70,17 @@ impl Publisher {
     /// A publisher of `hub` to the stream `config` names, starting at the
     /// oldest event the hub holds.
     pub fn new(config: NatsConfig, hub: Hub, state: AgentState) -> Self {
-        let cursor = hub.cursor(Start::Oldest, "nats publish");
         let run = state
             .started
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
         Self {
+            outbox: Outbox::new(&hub, "nats publish"),
             subjects: config.subjects(),
             config,
             hub,
             state,
-            cursor,
-            unacked: VecDeque::new(),
-            next: 1,
             run,
         }
     }
@@ -138,7 +130,7 @@ impl Publisher {
 
     fn warn(&self, failures: u64, backoff: Duration, error: &str) {
         if failures == 1 || backoff >= MAX_BACKOFF {
-            tracing::warn!(nats = %self.config.url, stream = %self.config.stream, %error, retry_in = ?backoff, unacknowledged = self.unacked.len(), "cannot publish to NATS");
+            tracing::warn!(nats = %self.config.url, stream = %self.config.stream, %error, retry_in = ?backoff, unacknowledged = self.outbox.len(), "cannot publish to NATS");
         } else {
             tracing::debug!(nats = %self.config.url, %error, retry_in = ?backoff, "cannot publish to NATS");
         }
@@ -168,9 +160,9 @@ impl Publisher {
                 .await,
         )
         .await?;
-        tracing::info!(nats = %self.config.url, stream = %self.config.stream, again = self.unacked.len(), "publishing to NATS JetStream");
+        tracing::info!(nats = %self.config.url, stream = %self.config.stream, again = self.outbox.len(), "publishing to NATS JetStream");
         let mut acks: FuturesOrdered<Ack> = FuturesOrdered::new();
-        let again: Vec<(u64, Arc<v1::Event>)> = self.unacked.iter().cloned().collect();
+        let again = self.outbox.unacknowledged();
         for (sequence, event) in again {
             acks.push_back(self.publish(context, sequence, &event).await?);
         }
@@ -179,28 +171,24 @@ impl Publisher {
         let connection = super::Connection::of(context);
         let mut hub_open = true;
         loop {
-            if !hub_open && self.unacked.is_empty() {
+            if !hub_open && self.outbox.is_empty() {
                 return Ok(());
             }
-            let room = self.unacked.len() < WINDOW;
+            let room = self.outbox.len() < WINDOW;
             tokio::select! {
                 Some((sequence, result)) = acks.next(), if !acks.is_empty() => {
                     result.map_err(SessionError::Publish)?;
-                    while self.unacked.front().is_some_and(|(seq, _)| *seq <= sequence) {
-                        self.unacked.pop_front();
-                    }
+                    self.outbox.acknowledged(sequence);
                     *backoff = FIRST_BACKOFF;
                 }
-                item = self.cursor.next(), if room && hub_open => {
-                    let Some(item) = item else {
+                item = self.outbox.next(), if room && hub_open => {
+                    let Some((sequence, event)) = item else {
                         hub_open = false;
                         continue;
                     };
-                    let (sequence, event) = self.take(item);
                     acks.push_back(self.publish(context, sequence, &event).await?);
-                    while self.unacked.len() < WINDOW {
-                        let Some(item) = self.cursor.try_next() else { break };
-                        let (sequence, event) = self.take(item);
+                    while self.outbox.len() < WINDOW {
+                        let Some((sequence, event)) = self.outbox.try_next() else { break };
                         acks.push_back(self.publish(context, sequence, &event).await?);
                     }
                 }
@@ -239,19 +227,6 @@ impl Publisher {
                 pending.await.map(drop).map_err(|error| error.to_string()),
             )
         }))
-    }
-
-    /// Numbers one item and keeps it until acknowledged.
-    fn take(&mut self, item: Item) -> (u64, Arc<v1::Event>) {
-        let message = match item {
-            Item::Event(entry) => entry.event,
-            Item::Lost(loss, until) => Arc::new(loss_message(&loss, until, self.hub.node())),
-        };
-        self.cursor.delivered();
-        let numbered = (self.next, message);
-        self.next += 1;
-        self.unacked.push_back(numbered.clone());
-        numbered
     }
 }
 

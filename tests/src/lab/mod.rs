@@ -32,6 +32,7 @@ mod remote;
 mod traffic;
 mod veth_pair;
 mod void;
+pub mod web_to_api;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},

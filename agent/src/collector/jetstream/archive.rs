@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use dropscope_proto::v1;
 use futures::StreamExt as _;
 use prost::Message as _;
@@ -72,17 +72,12 @@ impl StreamArchive {
             return Ok(());
         }
         let start = time::OffsetDateTime::from(since.checked_sub(SLACK).unwrap_or(since));
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| error.to_string())?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|error| error.to_string())?;
+        let mut messages = super::ordered(
+            &config,
+            &context,
+            DeliverPolicy::ByStartTime { start_time: start },
+        )
+        .await?;
         while let Some(message) = messages.next().await {
             let message = message.map_err(|error| error.to_string())?;
             let info = message.info().map_err(|error| error.to_string())?;

@@ -47,6 +47,45 @@ const PUBLISH_ATTEMPTS: u32 = 3;
 /// How often the join's deadlines are checked.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The wait between attempts of a part that retries for ever: doubling
+/// from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`], back to the first after an
+/// attempt that lasted longer than the longest wait.
+struct Backoff {
+    wait: Duration,
+    attempt: tokio::time::Instant,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            wait: FIRST_BACKOFF,
+            attempt: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The wait after the attempt now failing.
+    fn wait(&self) -> Duration {
+        if self.attempt.elapsed() > MAX_BACKOFF {
+            FIRST_BACKOFF
+        } else {
+            self.wait
+        }
+    }
+
+    /// Waits before the next attempt; false when `stopping` turned true
+    /// meanwhile.
+    async fn before_next(&mut self, stopping: &mut watch::Receiver<bool>) -> bool {
+        let wait = self.wait();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            () = stopped(stopping) => return false,
+        }
+        self.wait = (wait * 2).min(MAX_BACKOFF);
+        self.attempt = tokio::time::Instant::now();
+        true
+    }
+}
+
 /// Connects, retrying with backoff until it works or `stopping` turns
 /// true (`None` then). Once connected the client reconnects by itself.
 pub async fn connect(
@@ -54,20 +93,41 @@ pub async fn connect(
     name: &str,
     stopping: &mut watch::Receiver<bool>,
 ) -> Option<jetstream::Context> {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
         match config.connect(name).await {
             Ok(context) => return Some(context),
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "cannot reach NATS");
+                tracing::warn!(%error, retry_in = ?backoff.wait(), "cannot reach NATS");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stopping.wait_for(|stopping| *stopping) => return None,
+        if !backoff.before_next(stopping).await {
+            return None;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The messages of `config`'s stream in order from `deliver`, through an
+/// ordered (ephemeral) consumer.
+async fn ordered(
+    config: &NatsConfig,
+    context: &jetstream::Context,
+    deliver: jetstream::consumer::DeliverPolicy,
+) -> Result<jetstream::consumer::pull::Ordered, String> {
+    let stream = config
+        .stream(context)
+        .await
+        .map_err(|error| error.to_string())?;
+    stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: deliver,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .messages()
+        .await
+        .map_err(|error| error.to_string())
 }
 
 /// Completes when `stopping` turns true (or its sender is gone).

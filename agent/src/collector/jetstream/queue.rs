@@ -70,24 +70,17 @@ impl Queue {
 
     /// Pulls until `stopping` turns true.
     pub async fn run(self, context: jetstream::Context, mut stopping: watch::Receiver<bool>) {
-        let mut backoff = super::FIRST_BACKOFF;
+        let mut backoff = super::Backoff::new();
         loop {
-            let started = tokio::time::Instant::now();
             match self.pull(&context, &mut stopping).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::warn!(consumer = %self.consumer, %error, retry_in = ?backoff, "pulling from the NATS consumer failed");
+                    tracing::warn!(consumer = %self.consumer, %error, retry_in = ?backoff.wait(), "pulling from the NATS consumer failed");
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => return,
+            if !backoff.before_next(&mut stopping).await {
+                return;
             }
-            backoff = if started.elapsed() > super::MAX_BACKOFF {
-                super::FIRST_BACKOFF
-            } else {
-                (backoff * 2).min(super::MAX_BACKOFF)
-            };
         }
     }
 

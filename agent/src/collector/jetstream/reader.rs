@@ -19,7 +19,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use dropscope_proto::v1;
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
@@ -95,24 +95,17 @@ impl Reader {
 
     /// Reads until `stopping` turns true (closing the merge's input).
     pub async fn run(mut self, context: jetstream::Context, mut stopping: watch::Receiver<bool>) {
-        let mut backoff = super::FIRST_BACKOFF;
+        let mut backoff = super::Backoff::new();
         loop {
-            let started = tokio::time::Instant::now();
             match self.read(&context, &mut stopping).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::warn!(stream = %self.config.stream, %error, retry_in = ?backoff, "reading the NATS stream failed");
+                    tracing::warn!(stream = %self.config.stream, %error, retry_in = ?backoff.wait(), "reading the NATS stream failed");
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => return,
+            if !backoff.before_next(&mut stopping).await {
+                return;
             }
-            backoff = if started.elapsed() > super::MAX_BACKOFF {
-                super::FIRST_BACKOFF
-            } else {
-                (backoff * 2).min(super::MAX_BACKOFF)
-            };
         }
     }
 
@@ -138,19 +131,14 @@ impl Reader {
             }
         };
         tracing::info!(stream = %self.config.stream, from = start, "reading the NATS stream");
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| error.to_string())?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|error| error.to_string())?;
+        let mut messages = super::ordered(
+            &self.config,
+            context,
+            DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+        )
+        .await?;
         let mut check = tokio::time::interval(CHECK_EVERY);
         let mut connection = Connection::of(context);
         loop {
