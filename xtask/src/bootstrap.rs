@@ -82,6 +82,10 @@ fn ensure_toolchain(name: &str, components: &[&str]) -> Result<()> {
         for component in components {
             args.extend(["--component", component]);
         }
+        let _step = process::Step::start(
+            format!("installing the pinned toolchain {name}"),
+            "one to three minutes",
+        );
         return process::run("rustup", &args);
     }
     let have = process::output(
@@ -155,6 +159,10 @@ fn ensure_bpf_linker(nightly: &str) -> Result<()> {
             .with_context(|| format!("linking {} to {}", link.display(), library.display()))?;
     }
     let stable = toolchain::stable()?;
+    let _step = process::Step::start(
+        format!("building bpf-linker {BPF_LINKER_VERSION} against {nightly}'s LLVM {llvm_major}"),
+        "three to six minutes on two cores",
+    );
     process::run_with(
         Command::new("cargo")
             .arg(format!("+{stable}"))
@@ -241,6 +249,10 @@ pub fn ensure_apt(tools: &[(&str, &str)]) -> Result<()> {
             missing.join(" ")
         );
     }
+    let _step = process::Step::start(
+        format!("installing apt packages {}", missing.join(" ")),
+        "under a minute",
+    );
     process::run_with(
         Command::new("apt-get")
             .arg("update")

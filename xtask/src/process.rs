@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Runs `program args…` in the workspace root, inheriting stdio.
 pub fn run(program: &str, args: &[&str]) -> Result<()> {
@@ -22,6 +22,35 @@ pub fn run_with(command: &mut Command) -> Result<()> {
         bail!("{} failed with {status}", describe(command));
     }
     Ok(())
+}
+
+/// A slow step being done: says what and how long it usually takes when
+/// it starts, and how long it took when it ends (dropped).
+pub struct Step {
+    what: String,
+    started: std::time::Instant,
+}
+
+impl Step {
+    /// Announces `what` (with `usually`, e.g. "a minute").
+    pub fn start(what: impl Into<String>, usually: &str) -> Self {
+        let what = what.into();
+        eprintln!("xtask: {what} (one-time; usually {usually}) ...");
+        Self {
+            what,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        eprintln!(
+            "xtask: {} took {:.0?}",
+            self.what,
+            std::time::Duration::from_secs(self.started.elapsed().as_secs())
+        );
+    }
 }
 
 /// Totals of `cargo test` runs.
