@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 
 /// Runs `program args…` in the workspace root, inheriting stdio.
 pub fn run(program: &str, args: &[&str]) -> Result<()> {
