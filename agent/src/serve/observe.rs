@@ -4,7 +4,7 @@
 //! and a small send queue: a client that stops reading stalls its own task,
 //! never the hub or the other streams, and is told what it missed.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{ops::Range, sync::Arc, time::SystemTime};
 
 use dropscope_proto::v1;
 use tokio::sync::mpsc;
@@ -31,6 +31,19 @@ pub struct Plan {
 enum Begin {
     At(Start),
     LastMatching(u64),
+}
+
+/// History from an archive: its events as they come, and the range of
+/// time it answers.
+type Older = (mpsc::Receiver<Result<v1::Event, String>>, Range<SystemTime>);
+
+/// True when `event`'s own time lies in the range an archive answered.
+fn from_the_archive(event: &v1::Event, range: &Range<SystemTime>) -> bool {
+    event
+        .time
+        .as_ref()
+        .and_then(convert::time_of)
+        .is_some_and(|time| range.contains(&time))
 }
 
 /// Sleeps `wait`, or forever without one.
@@ -113,7 +126,7 @@ impl Plan {
                 match archive {
                     Some(archive) if since < held_from => {
                         let before = self.until.map_or(held_from, |until| until.min(held_from));
-                        older = Some(archive.replay(since, before));
+                        older = Some((archive.replay(since, before), since..before));
                         hub.cursor(Start::Since(held_from), peer)
                     }
                     _ => hub.cursor(Start::Since(since), peer),
@@ -145,14 +158,18 @@ impl Plan {
 
     async fn run(
         self,
-        older: Option<mpsc::Receiver<Result<v1::Event, String>>>,
+        older: Option<Older>,
         mut cursor: Cursor,
         end: Option<u64>,
         sender: mpsc::Sender<Result<v1::Event, Status>>,
     ) {
         let node = cursor.node().to_owned();
         let mut sent_matching = 0;
-        if let Some(mut older) = older {
+        // What the archive covers is not sent again from the hub (a late
+        // event is held under a later time than its own there).
+        let mut archived = None;
+        if let Some((mut older, range)) = older {
+            archived = Some(range);
             while let Some(event) = older.recv().await {
                 let event = match event {
                     Ok(event) => event,
@@ -201,7 +218,11 @@ impl Plan {
                     if self.until.is_some_and(|until| entry.time >= until) {
                         return;
                     }
-                    if !self.filters.matches(&entry.event) {
+                    if !self.filters.matches(&entry.event)
+                        || archived
+                            .as_ref()
+                            .is_some_and(|range| from_the_archive(&entry.event, range))
+                    {
                         continue;
                     }
                     sent_matching += 1;
@@ -220,5 +241,41 @@ impl Plan {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(seconds: u64) -> v1::Event {
+        v1::Event {
+            time: Some(convert::timestamp(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_hub_skips_only_what_the_archive_answered() {
+        let second = |seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+        let range = second(100)..second(200);
+        assert!(from_the_archive(&at(100), &range), "since is in");
+        assert!(from_the_archive(&at(150), &range));
+        assert!(
+            !from_the_archive(&at(200), &range),
+            "the hub's own first time is out"
+        );
+        assert!(
+            !from_the_archive(&at(99), &range),
+            "before since: not asked of the archive"
+        );
+        assert!(
+            !from_the_archive(&v1::Event::default(), &range),
+            "no time: the hub's"
+        );
     }
 }
