@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod apiserver;
+pub mod demo;
 pub mod lab;
 pub mod otlp_server;
 pub mod tls_incoming;

@@ -5,6 +5,7 @@
 mod bench;
 mod bootstrap;
 mod build;
+mod demo;
 mod fuzz;
 mod process;
 mod run;
@@ -20,6 +21,8 @@ commands:
   bootstrap              install what is missing (toolchains, bpf-linker, apt packages, tracefs)
   build                  bootstrap, then build target/release/dropscope
   run [-- ARGS]          build, then run `dropscope agent ARGS` as root (Ctrl-C to stop)
+  demo [--ci] [--only N]  build, then replay the runbooks' four silent drops in a lab and
+                         show what dropscope says about each, then the fix working
   test [--unit|--e2e] [-- FILTER]
                          bootstrap, then fmt, clippy, unit and end-to-end tests
   bench [--quick]        benchmarks against baselines measured in the same run
@@ -39,6 +42,7 @@ fn main() -> Result<()> {
         "bootstrap" => bootstrap::run(),
         "build" => build::run(),
         "run" => run::run(&rest),
+        "demo" => demo::run(&rest),
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
         "vm" => vm::run(&rest),

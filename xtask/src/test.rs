@@ -38,6 +38,11 @@ pub fn run(args: &[String]) -> Result<()> {
     bootstrap::run()?;
     let stable = format!("+{}", toolchain::stable()?);
     let nightly = format!("+{}", toolchain::nightly()?);
+    if std::env::var_os("CI").is_some() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        // A CI run builds once: incremental state would only take disk.
+        std::env::set_var("CARGO_INCREMENTAL", "0");
+    }
+    warn_when_disk_is_short();
 
     if unit {
         process::run("cargo", &[&stable, "fmt", "--all", "--", "--check"])?;
@@ -119,6 +124,37 @@ pub fn run(args: &[String]) -> Result<()> {
     // One closing line for the whole run, in the plain format CI reads.
     println!("xtask: {} passed, {} failed", totals.passed, totals.failed);
     Ok(())
+}
+
+/// Disk a full run leaves in `target/` (debug, release, musl, benches,
+/// the VM images), measured with `du -sm target` after a clean-clone run.
+const DISK_NEEDED_MIB: u64 = 9 * 1024;
+
+/// Says so, before hours of building, when the disk that holds `target/`
+/// has less free space than a full run takes.
+fn warn_when_disk_is_short() {
+    let root = toolchain::root();
+    let Some(listing) = process::output("df", &["-Pm", &root.to_string_lossy()]) else {
+        return;
+    };
+    let free = listing
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|free| free.parse::<u64>().ok());
+    let used = process::output("du", &["-sm", &root.join("target").to_string_lossy()])
+        .and_then(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    if let Some(free) = free {
+        let wanted = DISK_NEEDED_MIB.saturating_sub(used);
+        if free < wanted {
+            eprintln!(
+                "xtask: warning: {free} MiB free under {}, and a full test run needs about {wanted} MiB more: \
+                 the build may fail with \"No space left on device\"",
+                root.display()
+            );
+        }
+    }
 }
 
 /// Runs the end-to-end tests against the debug agent; returns its path.

@@ -5,10 +5,12 @@
 //! or an unexpected failure prints to stderr and exits with 2.
 //!
 //! ```text
-//! lab-client connect ADDR [--timeout-ms N]
+//! lab-client connect ADDR [--timeout-ms N] [--http PATH]
 //!     one blocking TCP connect; without --timeout-ms the kernel gives up
 //!     (tcp_syn_retries). {"outcome":"connected"|"refused"|"timed_out"|
-//!     "unreachable"|"error","errno":N,"local":"ip:port","elapsed_ms":N,…}
+//!     "unreachable"|"error","errno":N,"local":"ip:port","elapsed_ms":N,…};
+//!     with --http, once connected, `GET PATH` and the response's status
+//!     line ("status":"HTTP/1.1 200 OK")
 //! lab-client hold ADDR
 //!     starts a connect, prints {"local":"ip:port"} once the SYN is out,
 //!     and holds it until killed
@@ -23,6 +25,9 @@
 //! lab-client dns-server LISTEN_IP:PORT --answer nxdomain|servfail|refused|a:IP|aaaa:IP|silent
 //!     answers every query (UDP, and TCP on the same port) until killed;
 //!     prints {"listening":"ip:port"} once bound
+//! lab-client http-server LISTEN_IP:PORT
+//!     answers every HTTP request with `200 OK` and a short body until
+//!     killed; prints {"listening":"ip:port"} once bound
 //! ```
 
 use std::{
@@ -51,7 +56,7 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<(), Error> {
     let (command, rest) = args
         .split_first()
-        .ok_or("usage: lab-client connect|hold|connects|dns|dns-server …")?;
+        .ok_or("usage: lab-client connect|hold|connects|dns|dns-server|http-server …")?;
     let args = Args::parse(rest)?;
     match command.as_str() {
         "connect" => connect(&args),
@@ -59,6 +64,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         "connects" => connects(&args),
         "dns" => dns(&args),
         "dns-server" => dns_server(&args),
+        "http-server" => http_server(&args),
         other => Err(format!("unknown subcommand {other:?}").into()),
     }
 }
@@ -294,6 +300,10 @@ fn connect(args: &Args) -> Result<(), Error> {
         Some(errno) => (outcome(errno), errno, false),
         None => ("timed_out", libc::ETIMEDOUT, true),
     };
+    let status = match args.option("--http") {
+        Some(path) if errno == 0 => Some(http_get(&pending.stream, to, path)?),
+        _ => None,
+    };
     print(&json!({
         "outcome": outcome,
         "errno": errno,
@@ -301,7 +311,60 @@ fn connect(args: &Args) -> Result<(), Error> {
         "remote": to.to_string(),
         "elapsed_ms": elapsed_ms(started),
         "deadline": by_deadline,
+        "status": status,
     }))
+}
+
+/// Sends `GET path` on a connected stream and returns the response's
+/// status line.
+fn http_get(stream: &TcpStream, to: SocketAddr, path: &str) -> Result<String, Error> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut stream = stream;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {to}\r\nUser-Agent: lab-client\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    let mut chunk = [0; 512];
+    while !response.contains(&b'\n') {
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..read]);
+    }
+    let text = String::from_utf8_lossy(&response);
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+// ---------------------------------------------------------------- HTTP
+
+fn http_server(args: &Args) -> Result<(), Error> {
+    let listener = TcpListener::bind(args.address(0)?)?;
+    print(&json!({ "listening": listener.local_addr()?.to_string() }))?;
+    for stream in listener.incoming().map_while(Result::ok) {
+        std::thread::spawn(move || {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            // Read the request head, then answer whatever it asked.
+            let mut request = Vec::new();
+            let mut chunk = [0; 1024];
+            while !request.windows(4).any(|window| window == b"\r\n\r\n") && request.len() < 16384 {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => request.extend_from_slice(&chunk[..read]),
+                }
+            }
+            let body = "ok\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+    }
+    Ok(())
 }
 
 fn hold(args: &Args) -> Result<(), Error> {

@@ -20,6 +20,7 @@ pub mod collector;
 pub mod cpu_clock;
 mod cpu_limit;
 pub mod dns_wire;
+pub mod enforcer;
 pub mod join_scenario;
 pub mod json;
 pub mod nats;

@@ -105,13 +105,16 @@ impl LabClient {
     /// Starts `lab-client ARGS` in `netns`, inside `cgroup` if given.
     ///
     /// Subcommands (each prints JSON lines on stdout):
-    /// - `connect ADDR [--timeout-ms N]`: `{"outcome","errno","local","elapsed_ms",…}`, then exits;
+    /// - `connect ADDR [--timeout-ms N] [--http PATH]`: `{"outcome","errno","local","elapsed_ms",…}`
+    ///   (with `--http`, the status line of `GET PATH` as `"status"`), then exits;
     /// - `hold ADDR`: `{"local"}` once the SYN is out, then holds the connect;
     /// - `connects ADDR --count N`: `{"started","local":[…]}`, then holds them;
     /// - `dns SERVER NAME [--type A|AAAA] [--tries N] [--timeout-ms N] [--tcp]`:
     ///   `{"outcome","rcode","tries","local",…}`, then exits;
     /// - `dns-server LISTEN --answer nxdomain|servfail|refused|a:IP|aaaa:IP|silent`:
-    ///   `{"listening"}` once bound, then answers until killed.
+    ///   `{"listening"}` once bound, then answers until killed;
+    /// - `http-server LISTEN`: `{"listening"}` once bound, then answers
+    ///   every request `200 OK` until killed.
     pub fn spawn_in(
         &self,
         netns: &Netns,
