@@ -26,6 +26,8 @@ pub mod nats;
 pub mod otlp;
 pub mod pipeline;
 pub mod print;
+#[cfg(test)]
+mod reference;
 pub mod serve;
 pub mod telemetry;
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod bench;
 mod bootstrap;
 mod build;
 mod demo;
+mod docs;
 mod fuzz;
 mod process;
 mod run;
@@ -23,6 +24,7 @@ commands:
   run [-- ARGS]          build, then run `dropscope agent ARGS` as root (Ctrl-C to stop)
   demo [--ci] [--only N]  build, then replay the runbooks' four silent drops in a lab and
                          show what dropscope says about each, then the fix working
+  docs                   regenerate docs/reference/ (events, hints, metrics, flags)
   test [--unit|--e2e] [-- FILTER]
                          bootstrap, then fmt, clippy, unit and end-to-end tests
   bench [--quick]        benchmarks against baselines measured in the same run
@@ -43,6 +45,7 @@ fn main() -> Result<()> {
         "build" => build::run(),
         "run" => run::run(&rest),
         "demo" => demo::run(&rest),
+        "docs" => docs::run(),
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
         "vm" => vm::run(&rest),

@@ -31,6 +31,8 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
+use crate::metrics::catalog::{Catalog, MetricInfo};
+
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -105,6 +107,8 @@ impl Waiting {
 #[derive(Debug)]
 pub struct CollectorMetrics {
     registry: Registry,
+    /// What `registry` holds, for the reference docs.
+    catalog: Vec<MetricInfo>,
     joins: Family<MatchLabel, Counter>,
     unjoined: Counter,
     join_lost: Family<KindLabel, Counter>,
@@ -124,55 +128,55 @@ impl Default for CollectorMetrics {
 impl CollectorMetrics {
     /// Registers every metric, at zero.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("dropscope_collector");
+        let mut catalog = Catalog::with_prefix("dropscope_collector");
         let joins = Family::<MatchLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "joins",
             "Incidents joined with kernel drops of the same flow on another node, by how the \
              tuples matched (original, translated, source)",
             joins.clone(),
         );
         let unjoined = Counter::default();
-        registry.register(
+        catalog.register(
             "unjoined_incidents",
             "Incidents that died beyond their node (or unseen) and met no drop of their flow \
              on another node within the join wait",
             unjoined.clone(),
         );
         let join_lost = Family::<KindLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "join_lost",
             "Incidents and drops that stopped waiting for a partner early because the join's \
              memory bound was reached, by kind",
             join_lost.clone(),
         );
         let join_pending = Family::<KindLabel, Gauge<u64, AtomicU64>>::default();
-        registry.register(
+        catalog.register(
             "join_pending",
             "Incidents and drops waiting for a partner now, by kind",
             join_pending.clone(),
         );
         let otlp_lost = Counter::default();
-        registry.register(
+        catalog.register(
             "otlp_lost",
             "Events the OpenTelemetry exporter lost (its queue overtaken while the receiver \
              was away, or rejected by the receiver)",
             otlp_lost.clone(),
         );
         let nats_messages = Family::<SubjectLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "nats_messages",
             "Messages read from the NATS JetStream stream (--nats), by subject",
             nats_messages.clone(),
         );
         let nats_refused = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "nats_refused",
             "Messages of the NATS JetStream stream not taken, by reason",
             nats_refused.clone(),
         );
         let nats_publish_failed = Counter::default();
-        registry.register(
+        catalog.register(
             "nats_publish_failed",
             "Joined incidents this replica could not publish to the NATS JetStream stream \
              (after retries)",
@@ -189,8 +193,10 @@ impl CollectorMetrics {
         ] {
             let _ = joins.get_or_create(&match_label(matched));
         }
+        let (registry, catalog) = catalog.into_parts();
         Self {
             registry,
+            catalog,
             joins,
             unjoined,
             join_lost,
@@ -312,6 +318,11 @@ impl CollectorMetrics {
     /// A joined incident could not be published to the NATS stream.
     pub fn nats_publish_failed(&self) {
         self.nats_publish_failed.inc();
+    }
+
+    /// Every metric registered: name on the wire, type, help.
+    pub fn catalog(&self) -> &[MetricInfo] {
+        &self.catalog
     }
 
     /// The OpenMetrics text of every metric, `# EOF` included.

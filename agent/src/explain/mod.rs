@@ -37,7 +37,7 @@ pub mod step;
 pub mod verdict;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::{net::IpAddr, sync::Arc};
 

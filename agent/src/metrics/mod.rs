@@ -66,6 +66,7 @@
 //! value, so they stay monotonic. A value lower than the previous one means
 //! the counter restarted (programs reloaded): the new value counts whole.
 
+pub mod catalog;
 mod classic;
 mod http;
 mod namespace;
@@ -86,7 +87,10 @@ use prometheus_client::{
 };
 
 pub use self::http::serve;
-use self::namespace::NamespaceLabels;
+use self::{
+    catalog::{Catalog, MetricInfo},
+    namespace::NamespaceLabels,
+};
 /// What the agent must have done before `/readyz` answers 200 (the
 /// model's type, re-exported for the endpoint's callers).
 pub use crate::model::Readiness;
@@ -229,6 +233,8 @@ const OUTCOMES: [&str; 8] = [
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// What `registry` holds, for the reference docs.
+    catalog: Vec<MetricInfo>,
     drops: Family<DropLabels, Counter>,
     drop_flows: Family<ReasonLabel, Counter>,
     incidents: Family<IncidentLabels, Counter>,
@@ -261,10 +267,10 @@ impl Metrics {
     /// Registers every metric, at zero (`dropscope_build_info` at 1).
     pub fn new(config: MetricsConfig) -> Self {
         // Help texts end without a period: the encoder adds one.
-        let mut registry = Registry::with_prefix("dropscope");
+        let mut catalog = Catalog::with_prefix("dropscope");
 
         let drops = Family::<DropLabels, Counter>::default();
-        registry.register(
+        catalog.register(
             "drops",
             format!(
                 "Dropped packets, by kernel drop reason, NetworkPolicy verdict (none without an \
@@ -275,13 +281,13 @@ impl Metrics {
             drops.clone(),
         );
         let drop_flows = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "drop_flows",
             "Dropped flows first seen, by kernel drop reason",
             drop_flows.clone(),
         );
         let incidents = Family::<IncidentLabels, Counter>::default();
-        registry.register(
+        catalog.register(
             "incidents",
             "Incidents decided (connect timeouts and refusals, connects that needed retries, \
              unanswered and failed DNS), by kind, where the flow died, and namespace (the \
@@ -289,27 +295,27 @@ impl Metrics {
             incidents.clone(),
         );
         let events = Family::<EventKindLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "events",
             "Events published, by kind (drop_new, drop_update, drop_end, loss, incident_new, \
              incident_update)",
             events.clone(),
         );
         let lost_drops = Family::<SourceLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "lost_drops",
             "Dropped packets not reported in any event, by where they were lost \
              (for kernel_recursion: hook invocations the kernel skipped)",
             lost_drops.clone(),
         );
         let lost_events = Family::<SourceLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "lost_events",
             "Events lost, by where (pipeline queues, slow subscribers)",
             lost_events.clone(),
         );
         let connects = Family::<SocketOutcomeLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "connects",
             "TCP connects seen entering SYN_SENT, by outcome (tracked, untracked: the kernel's \
              table was full, ring_full, reported: a decided connect reached user space, aborted: \
@@ -317,78 +323,78 @@ impl Metrics {
             connects.clone(),
         );
         let syn_retransmits = Counter::default();
-        registry.register(
+        catalog.register(
             "syn_retransmits",
             "SYN retransmissions of followed connects",
             syn_retransmits.clone(),
         );
         let synack_retransmits = Counter::default();
-        registry.register(
+        catalog.register(
             "synack_retransmits",
             "SYN-ACKs retransmitted by listening sockets of this node (the client's final ACK \
              went missing)",
             synack_retransmits.clone(),
         );
         let dns_messages = Family::<SocketOutcomeLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "dns_messages",
             "DNS messages seen on watched interfaces, by outcome (seen, ring_full, unreadable)",
             dns_messages.clone(),
         );
         let pending_dns = CountGauge::default();
-        registry.register(
+        catalog.register(
             "pending_dns_queries",
             "DNS questions waiting for an answer",
             pending_dns.clone(),
         );
         let hook_calls = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "kernel_hook_calls",
             "Calls of the kernel drop hook, by outcome",
             hook_calls.clone(),
         );
         let recursion_misses = Counter::default();
-        registry.register(
+        catalog.register(
             "kernel_recursion_misses",
             "Hook invocations the kernel skipped because the program was already running on \
              that CPU",
             recursion_misses.clone(),
         );
         let active_flows = CountGauge::default();
-        registry.register(
+        catalog.register(
             "active_flows",
             "Dropped flows tracked now",
             active_flows.clone(),
         );
         let program_runs = Family::<ProgramLabel, Counter>::default();
-        registry.register(
+        catalog.register(
             "bpf_program_runs",
             "Runs of each BPF program (only with --bpf-stats)",
             program_runs.clone(),
         );
         let program_run_time = Family::<ProgramLabel, Counter<f64, AtomicU64>>::default();
-        registry.register_with_unit(
+        catalog.register_with_unit(
             "bpf_program_run_time",
             "Time spent running each BPF program (only with --bpf-stats)",
             Unit::Seconds,
             program_run_time.clone(),
         );
         let metadata_objects = Family::<ObjectKindLabel, CountGauge>::default();
-        registry.register(
+        catalog.register(
             "metadata_objects",
             "Cluster metadata objects held, by kind",
             metadata_objects.clone(),
         );
         let metadata_synced = CountGauge::default();
-        registry.register(
+        catalog.register(
             "metadata_synced",
             "1 once the first sync of cluster metadata is done, else 0",
             metadata_synced.clone(),
         );
         let subscribers = CountGauge::default();
-        registry.register("subscribers", "Open Observe streams", subscribers.clone());
+        catalog.register("subscribers", "Open Observe streams", subscribers.clone());
         let build_info = Family::<VersionLabel, CountGauge>::default();
-        registry.register(
+        catalog.register(
             "build_info",
             "Always 1; the agent's version as a label",
             build_info.clone(),
@@ -414,8 +420,10 @@ impl Metrics {
                 .inc_by(0);
         }
 
+        let (registry, catalog) = catalog.into_parts();
         Self {
             registry,
+            catalog,
             drops,
             drop_flows,
             incidents,
@@ -645,6 +653,11 @@ impl Metrics {
     /// Open Observe streams now.
     pub fn set_subscribers(&self, open: u64) {
         self.subscribers.set(open);
+    }
+
+    /// Every metric registered: name on the wire, type, help.
+    pub fn catalog(&self) -> &[MetricInfo] {
+        &self.catalog
     }
 
     /// The OpenMetrics text exposition of every metric, `# EOF` included.

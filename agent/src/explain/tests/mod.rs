@@ -2,10 +2,10 @@
 //! reference), the traps the hints must name, and what makes an
 //! explanation incomplete.
 
-mod cluster;
+pub(crate) mod cluster;
 mod equivalence;
 mod fixtures;
 mod incomplete;
 mod semantics;
 mod semantics_ports;
-mod traps;
+pub(crate) mod traps;

@@ -9,15 +9,15 @@ use crate::{
     model::{Direction, HintCode, Protocol, Verdict},
 };
 
-struct Trap {
-    name: &'static str,
-    policies: &'static [(&'static str, &'static str, &'static str)],
-    from: &'static str,
-    to: &'static str,
-    port: u16,
-    protocol: Protocol,
+pub(crate) struct Trap {
+    pub(crate) name: &'static str,
+    pub(crate) policies: &'static [(&'static str, &'static str, &'static str)],
+    pub(crate) from: &'static str,
+    pub(crate) to: &'static str,
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
     verdict: Verdict,
-    hints: &'static [HintCode],
+    pub(crate) hints: &'static [HintCode],
     /// (policy, direction, rule) expected as closest miss.
     closest: Option<(&'static str, Direction, usize)>,
 }
@@ -33,7 +33,7 @@ const DEFAULT_DENY_INGRESS: (&str, &str, &str) = (
     "{podSelector: {}, policyTypes: [Ingress]}",
 );
 
-fn traps() -> Vec<Trap> {
+pub(crate) fn traps() -> Vec<Trap> {
     vec![
         Trap {
             name: "default-deny egress kills DNS",
