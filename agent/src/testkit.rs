@@ -32,8 +32,8 @@ use crate::{
         store::{Object, Store, WatchEvent},
     },
     model::{
-        self, DropEvent, DropReason, DropRecord, EventKind, KernelLocation, Protocol, TcpFlags,
-        Tuple,
+        self, DropEvent, DropPlace, DropReason, DropRecord, EventKind, KernelLocation, Protocol,
+        TcpFlags, Tuple,
     },
 };
 
@@ -307,6 +307,7 @@ pub fn mk_drop_record(slot: u32) -> DropRecord {
         netns: 1,
         ifindex: 2,
         ingress_ifindex: 0,
+        place: DropPlace::default(),
         len: 60,
         tcp_flags: TcpFlags(0x02),
     }
@@ -329,6 +330,7 @@ pub fn mk_drop_event(flow_id: u64, kind: EventKind, packet: Tuple) -> Arc<DropEv
         netns: 1,
         ifindex: 1,
         ingress_ifindex: 0,
+        place: DropPlace::default(),
         packets: 1,
         bytes: 60,
         new_packets: 1,

@@ -407,6 +407,14 @@ fn connect_dropped_by_a_local_rule_joins_the_drop() -> Result<()> {
         printed.first().copied(),
         "the incident's drop is the printed flow: {incident}"
     );
+    // Dropped in the agent's own namespace (the lab node's): named, with a
+    // device of that node.
+    assert_eq!(text(drop, &["netnsName"]), "host", "{incident}");
+    let device = text(drop, &["interface"]);
+    ensure!(!device.is_empty(), "the drop's device is named: {incident}");
+    lab.node
+        .ip(&["link", "show", "dev", device])
+        .with_context(|| format!("{device} is a device of the lab node: {incident}"))?;
     ensure_socket(incident, local)?;
     agent.stop()?;
     Ok(())

@@ -83,6 +83,9 @@ pub fn drop_event(drop: &DropEvent) -> v1::DropEvent {
         }),
         explanation: drop.explanation.as_deref().map(explanation),
         new_packets: drop.new_packets,
+        netns_name: drop.place.netns_name.unwrap_or_default().to_owned(),
+        interface: drop.place.interface.clone().unwrap_or_default(),
+        ingress_interface: drop.place.ingress_interface.clone().unwrap_or_default(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod dns;
+pub mod interfaces;
 pub mod socket;
 pub mod symbols;
 
@@ -14,11 +15,12 @@ use dropscope_abi as abi;
 pub use clock::Clock;
 pub use symbols::Symbols;
 
+use self::interfaces::InterfaceNames;
 use crate::{
     kernel::DropReasonNames,
     model::{
-        DropReason, DropRecord, Endpoint, FlowSample, KernelLocation, OverflowSample, Protocol,
-        TcpFlags, Tuple, record::Conntrack,
+        DropPlace, DropReason, DropRecord, Endpoint, FlowSample, KernelLocation, OverflowSample,
+        Protocol, TcpFlags, Tuple, record::Conntrack,
     },
 };
 
@@ -118,7 +120,13 @@ pub struct Decoder {
     reasons: DropReasonNames,
     symbols: Symbols,
     clock: Clock,
+    /// The agent's network namespace, whose devices it can name.
+    own_netns: Option<u32>,
+    names: InterfaceNames,
 }
+
+/// How a drop in the agent's own network namespace is named.
+pub const HOST_NETNS: &str = "host";
 
 impl Decoder {
     /// A decoder for this kernel's reason names and symbols.
@@ -127,6 +135,21 @@ impl Decoder {
             reasons,
             symbols,
             clock,
+            own_netns: interfaces::own_netns(),
+            names: InterfaceNames::default(),
+        }
+    }
+
+    /// The names of a drop's namespace and devices, when it happened in the
+    /// agent's own namespace; none elsewhere.
+    fn place(&mut self, netns: u32, ifindex: u32, ingress_ifindex: u32) -> DropPlace {
+        if netns == 0 || self.own_netns != Some(netns) {
+            return DropPlace::default();
+        }
+        DropPlace {
+            netns_name: Some(HOST_NETNS),
+            interface: self.names.interface(ifindex).name,
+            ingress_interface: self.names.interface(ingress_ifindex).name,
         }
     }
 
@@ -161,6 +184,7 @@ impl Decoder {
             netns: raw.netns,
             ifindex: raw.ifindex,
             ingress_ifindex: raw.ingress_ifindex,
+            place: self.place(raw.netns, raw.ifindex, raw.ingress_ifindex),
             len: raw.len,
             tcp_flags: TcpFlags(raw.tcp_flags),
         };

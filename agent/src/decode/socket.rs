@@ -2,21 +2,12 @@
 //! [`ConnectSeen`] / [`DnsSeen`]: times on the wall clock, interfaces named,
 //! DNS payloads read (see [`super::dns`]).
 
-use std::{
-    collections::HashMap,
-    ffi::CStr,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::net::IpAddr;
 
 use dropscope_abi as abi;
 
-use super::{Clock, Error, dns, ipv4, read_record, tuple};
+use super::{Clock, Error, dns, interfaces::InterfaceNames, ipv4, read_record, tuple};
 use crate::model::{ConnectOutcome, ConnectSeen, DnsSeen, Endpoint, Interface, Process, Protocol};
-
-/// How long an interface name is trusted before it is looked up again (an
-/// index can be reused by a new interface).
-const NAME_TTL: Duration = Duration::from_secs(10);
 
 /// What a socket-ring record decodes to.
 #[derive(Debug)]
@@ -49,7 +40,7 @@ pub enum SocketError {
 /// Decodes socket-ring records.
 pub struct SocketDecoder {
     clock: Clock,
-    names: HashMap<u32, (Option<String>, Instant)>,
+    names: InterfaceNames,
 }
 
 impl SocketDecoder {
@@ -57,7 +48,7 @@ impl SocketDecoder {
     pub fn new(clock: Clock) -> Self {
         Self {
             clock,
-            names: HashMap::new(),
+            names: InterfaceNames::default(),
         }
     }
 
@@ -157,34 +148,8 @@ impl SocketDecoder {
 
     /// An interface of this network namespace by index, named (cached).
     fn interface(&mut self, ifindex: u32) -> Interface {
-        let now = Instant::now();
-        let name = match self.names.get(&ifindex) {
-            Some((name, at)) if now.duration_since(*at) < NAME_TTL => name.clone(),
-            _ => {
-                let name = interface_name(ifindex);
-                if self.names.len() > 4096 {
-                    self.names.clear();
-                }
-                self.names.insert(ifindex, (name.clone(), now));
-                name
-            }
-        };
-        Interface { ifindex, name }
+        self.names.interface(ifindex)
     }
-}
-
-/// The name of interface `ifindex` in the agent's network namespace.
-fn interface_name(ifindex: u32) -> Option<String> {
-    let mut buffer = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer has IF_NAMESIZE bytes, as if_indextoname requires;
-    // it returns NULL or a pointer into that buffer.
-    let name = unsafe { libc::if_indextoname(ifindex, buffer.as_mut_ptr()) };
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into the buffer.
-    let name = unsafe { CStr::from_ptr(buffer.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

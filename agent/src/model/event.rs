@@ -28,6 +28,20 @@ pub enum EventKind {
     End,
 }
 
+/// Names of where a drop happened, set when it happened in the agent's own
+/// network namespace (on a node with `hostNetwork`, the host's), whose
+/// devices the agent can name; empty elsewhere (a pod's namespace), where
+/// only the numbers are known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropPlace {
+    /// `host`: the agent's own network namespace.
+    pub netns_name: Option<&'static str>,
+    /// The name of the device at the drop (`ifindex`).
+    pub interface: Option<String>,
+    /// The name of the device it arrived on (`ingress_ifindex`).
+    pub ingress_interface: Option<String>,
+}
+
 /// A dropped flow: one per first sight, then updates with cumulative counts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DropEvent {
@@ -54,6 +68,8 @@ pub struct DropEvent {
     pub ifindex: u32,
     /// ifindex the packet arrived on (0 when sent locally).
     pub ingress_ifindex: u32,
+    /// The namespace and devices by name, where the agent can know them.
+    pub place: DropPlace,
     /// Packets dropped so far.
     pub packets: u64,
     /// Bytes dropped so far.

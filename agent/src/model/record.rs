@@ -4,6 +4,7 @@
 use std::{fmt, sync::Arc, time::SystemTime};
 
 use super::{
+    event::DropPlace,
     socket::{ConnectSeen, DnsSeen, SocketStats},
     tuple::Tuple,
 };
@@ -133,6 +134,8 @@ pub struct DropRecord {
     pub ifindex: u32,
     /// ifindex it arrived on (0 when sent locally).
     pub ingress_ifindex: u32,
+    /// The namespace and devices by name, where the agent can know them.
+    pub place: DropPlace,
     /// Packet length in bytes.
     pub len: u32,
     /// TCP flags of the packet.

@@ -256,6 +256,7 @@ fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String
         let _ = write!(line, " [{}]", drop.tcp_flags_seen.join("|"));
     }
     let _ = write!(line, " x{}", drop.packets);
+    line.push_str(&place_words(drop));
     if let Some(explanation) = &drop.explanation {
         let verdict = verdict_name(explanation.verdict);
         let painted = if verdict == "allow" {
@@ -286,6 +287,32 @@ fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String
         );
     }
     line
+}
+
+/// ` if veth10->veth12 netns host`: the device the packet arrived on, the
+/// device it was at when dropped, and the namespace, by name, when the agent
+/// could name them (nothing otherwise: the numbers are in the JSON).
+fn place_words(drop: &v1::DropEvent) -> String {
+    let mut words = String::new();
+    match (drop.interface.as_str(), drop.ingress_interface.as_str()) {
+        ("", "") => {}
+        (device, "") => {
+            let _ = write!(words, " if {device}");
+        }
+        ("", arrived) => {
+            let _ = write!(words, " if {arrived}->");
+        }
+        (device, arrived) if device == arrived => {
+            let _ = write!(words, " if {device}");
+        }
+        (device, arrived) => {
+            let _ = write!(words, " if {arrived}->{device}");
+        }
+    }
+    if !drop.netns_name.is_empty() {
+        let _ = write!(words, " netns {}", drop.netns_name);
+    }
+    words
 }
 
 /// `INCIDENT` when decided, `UPDATED` when evidence arrived after,
@@ -469,5 +496,31 @@ mod tests {
         assert_eq!(word(v1::IncidentEventKind::New), "INCIDENT");
         assert_eq!(word(v1::IncidentEventKind::Update), "UPDATED");
         assert_eq!(word(v1::IncidentEventKind::Joined), "JOINED");
+    }
+
+    #[test]
+    fn a_drop_names_its_devices_and_namespace_only_when_known() {
+        let place = |netns_name: &str, interface: &str, ingress: &str| {
+            place_words(&v1::DropEvent {
+                netns: 4026531840,
+                ifindex: 12,
+                ingress_ifindex: 3,
+                netns_name: netns_name.into(),
+                interface: interface.into(),
+                ingress_interface: ingress.into(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            place("host", "veth12", "veth10"),
+            " if veth10->veth12 netns host"
+        );
+        assert_eq!(place("host", "eth0", ""), " if eth0 netns host");
+        assert_eq!(place("host", "br0", "br0"), " if br0 netns host");
+        assert_eq!(
+            place("", "", ""),
+            "",
+            "a pod's namespace: numbers only, in the JSON"
+        );
     }
 }

@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, watch};
 
 use self::incidents::{Decisions, IncidentConfig, Incidents};
 use crate::model::{
-    DropEvent, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource, Overflow,
-    OverflowSample, Record, SocketStats, TrackStatus, record::KernelStats,
+    DropEvent, DropPlace, DropRecord, Event, EventKind, FlowSample, LossEvent, LossSource,
+    Overflow, OverflowSample, Record, SocketStats, TrackStatus, record::KernelStats,
 };
 
 /// How often pending DNS exchanges are checked against their timeout.
@@ -216,6 +216,7 @@ impl Tracker {
             netns: drop.netns,
             ifindex: drop.ifindex,
             ingress_ifindex: drop.ingress_ifindex,
+            place: drop.place,
             packets: 1,
             bytes: u64::from(drop.len),
             new_packets: 1,
@@ -323,6 +324,7 @@ impl Tracker {
                     netns: 0,
                     ifindex: 0,
                     ingress_ifindex: 0,
+                    place: DropPlace::default(),
                     packets: packets.saturating_sub(base.0),
                     bytes: bytes.saturating_sub(base.1),
                     new_packets: packets.saturating_sub(base.0),
