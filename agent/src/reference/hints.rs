@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use super::{check_page, generated_from, root};
 use crate::explain::tests::{
     cluster::{cluster, run},
-    traps::traps,
+    traps::{Trap, traps},
 };
 
 /// (variant, code, meaning) of every `HintCode`, from `model/verdict.rs`.
@@ -60,22 +60,34 @@ fn render() -> String {
     let traps = traps();
     for (_, code, meaning) in codes() {
         let _ = write!(out, "\n## `{code}`\n\n{meaning}\n");
+        // The trap made for this code, else one that raises it as well.
+        let explain = |trap: &Trap| {
+            run(
+                &cluster(trap.policies),
+                trap.from,
+                trap.to,
+                trap.port,
+                trap.protocol,
+            )
+        };
         let example = traps
             .iter()
-            .find(|trap| trap.hints.iter().any(|hint| hint.as_str() == code));
+            .find(|trap| trap.hints.iter().any(|hint| hint.as_str() == code))
+            .or_else(|| {
+                traps.iter().find(|trap| {
+                    explain(trap)
+                        .hints
+                        .iter()
+                        .any(|hint| hint.code.as_str() == code)
+                })
+            });
         let Some(trap) = example else {
             out.push_str(
                 "\nNo runbook trap of the explain tests raises it; its cases are in `agent/src/explain/tests/`.\n",
             );
             continue;
         };
-        let explanation = run(
-            &cluster(trap.policies),
-            trap.from,
-            trap.to,
-            trap.port,
-            trap.protocol,
-        );
+        let explanation = explain(trap);
         let _ = write!(out, "\nExample: {}.\n\n```yaml\n", trap.name);
         for (namespace, name, spec) in trap.policies {
             let _ = writeln!(out, "# NetworkPolicy {namespace}/{name}\n{spec}");

@@ -220,6 +220,31 @@ fn shop(lab: &mut Lab, client: &LabClient, dns_port: u16) -> Result<Shop> {
     })
 }
 
+impl Shop {
+    /// The stage: these steps and expectations, observed in namespace
+    /// shop, the DNS flow explained.
+    fn into_stage(self, steps: Vec<Step>, expected: Vec<Expected>) -> Stage {
+        Stage {
+            steps,
+            expected,
+            observe: args(&["--namespace", "shop"]),
+            explain: args(&[
+                "--from",
+                "shop/cart",
+                "--to",
+                "kube-system/svc/kube-dns",
+                "--port",
+                "53",
+                "--protocol",
+                "UDP",
+            ]),
+            cluster: self.cluster,
+            servers: self.servers,
+            services: self.services,
+        }
+    }
+}
+
 /// The lookup cart makes of the api Service's name.
 fn lookup(lab: &Lab, dns_vip: IpAddr) -> Step {
     Step {
@@ -249,9 +274,10 @@ fn default_deny_egress(lab: &mut Lab, client: &LabClient) -> Result<Stage> {
             path: "/cart/items".into(),
         },
     };
-    Ok(Stage {
-        steps: vec![lookup(lab, shop.dns_vip), get],
-        expected: vec![
+    let steps = vec![lookup(lab, shop.dns_vip), get];
+    Ok(shop.into_stage(
+        steps,
+        vec![
             Expected {
                 port: 53,
                 source: "shop/cart".into(),
@@ -267,21 +293,7 @@ fn default_deny_egress(lab: &mut Lab, client: &LabClient) -> Result<Stage> {
                 hint: "default_deny",
             },
         ],
-        observe: args(&["--namespace", "shop"]),
-        explain: args(&[
-            "--from",
-            "shop/cart",
-            "--to",
-            "kube-system/svc/kube-dns",
-            "--port",
-            "53",
-            "--protocol",
-            "UDP",
-        ]),
-        cluster: shop.cluster,
-        servers: shop.servers,
-        services: shop.services,
-    })
+    ))
 }
 
 fn dns_behind_dnat(lab: &mut Lab, client: &LabClient) -> Result<Stage> {
@@ -298,30 +310,17 @@ fn dns_behind_dnat(lab: &mut Lab, client: &LabClient) -> Result<Stage> {
             }],
         }),
     );
-    Ok(Stage {
-        steps: vec![lookup(lab, shop.dns_vip)],
-        expected: vec![Expected {
+    let steps = vec![lookup(lab, shop.dns_vip)];
+    Ok(shop.into_stage(
+        steps,
+        vec![Expected {
             port: 5353,
             source: "shop/cart".into(),
             destination: "kube-system/coredns".into(),
             policy: "shop/allow-dns-egress".into(),
             hint: "service_port_not_target_port",
         }],
-        observe: args(&["--namespace", "shop"]),
-        explain: args(&[
-            "--from",
-            "shop/cart",
-            "--to",
-            "kube-system/svc/kube-dns",
-            "--port",
-            "53",
-            "--protocol",
-            "UDP",
-        ]),
-        cluster: shop.cluster,
-        servers: shop.servers,
-        services: shop.services,
-    })
+    ))
 }
 
 fn missing_namespace_label(lab: &mut Lab, client: &LabClient) -> Result<Stage> {
