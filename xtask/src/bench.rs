@@ -44,7 +44,12 @@ pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
     )?;
     // What the kernel hook costs, what the gRPC API delivers, what the
     // socket and tc hooks cost: all need root and the agent binary.
-    for bench in ["kfree_skb_cost", "api_fanout", "socket_cost"] {
+    for bench in [
+        "kfree_skb_cost",
+        "api_fanout",
+        "socket_cost",
+        "collector_ceiling",
+    ] {
         let mut command = process::as_root("cargo");
         command
             .args([
@@ -70,7 +75,10 @@ pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
 fn merge_results() -> Result<()> {
     let dir = toolchain::root().join("target/bench");
     let mut merged = String::from("{");
-    for (index, name) in ["explain", "kfree_skb", "api", "socket"].iter().enumerate() {
+    for (index, name) in ["explain", "kfree_skb", "api", "socket", "collector"]
+        .iter()
+        .enumerate()
+    {
         let path = dir.join(format!("{name}.json"));
         let text = std::fs::read_to_string(&path)
             .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;

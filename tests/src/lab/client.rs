@@ -56,16 +56,22 @@ pub async fn connect(server: &str) -> Result<ObserverClient<Channel>> {
 /// Like [`connect`], with the HTTP/2 options of `endpoint` (window sizes,
 /// timeouts). Each call opens a connection of its own.
 pub async fn connect_with(server: &str, endpoint: Endpoint) -> Result<ObserverClient<Channel>> {
+    Ok(ObserverClient::new(channel(server, endpoint).await?)
+        .max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// A gRPC channel of its own to `server` (`unix:PATH` or `HOST:PORT`), for
+/// any of the services served there (an agent's, a collector's).
+pub async fn channel(server: &str, endpoint: Endpoint) -> Result<Channel> {
     let address = Address::parse(server)?;
     let connector = tower::service_fn(move |_: Uri| {
         let address = address.clone();
         async move { address.dial().await.map(TokioIo::new) }
     });
-    let channel = endpoint
+    endpoint
         .connect_with_connector(connector)
         .await
-        .with_context(|| format!("connecting to the agent's API at {server}"))?;
-    Ok(ObserverClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+        .with_context(|| format!("connecting to the API at {server}"))
 }
 
 /// Where an agent's API is.
