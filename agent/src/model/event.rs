@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::SystemTime};
 
 use super::{
-    record::{Conntrack, DropReason, KernelLocation, TcpFlags},
+    record::{Conntrack, DropPlace, DropReason, KernelLocation, TcpFlags},
     tuple::Tuple,
     verdict::Explanation,
 };
@@ -26,20 +26,6 @@ pub enum EventKind {
     Update,
     /// The flow has been idle and is retired: final counts.
     End,
-}
-
-/// Names of where a drop happened, set when it happened in the agent's own
-/// network namespace (on a node with `hostNetwork`, the host's), whose
-/// devices the agent can name; empty elsewhere (a pod's namespace), where
-/// only the numbers are known.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DropPlace {
-    /// `host`: the agent's own network namespace.
-    pub netns_name: Option<&'static str>,
-    /// The name of the device at the drop (`ifindex`).
-    pub interface: Option<String>,
-    /// The name of the device it arrived on (`ingress_ifindex`).
-    pub ingress_interface: Option<String>,
 }
 
 /// A dropped flow: one per first sight, then updates with cumulative counts.

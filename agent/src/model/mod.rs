@@ -8,10 +8,10 @@ pub mod record;
 pub mod socket;
 pub mod tuple;
 
-pub use event::{DropEvent, DropPlace, EventKind, LossEvent, LossSource, Overflow};
+pub use event::{DropEvent, EventKind, LossEvent, LossSource, Overflow};
 pub use incident::{DnsExchange, FailurePlace, Incident, IncidentKind, TcpAttempt};
 pub use record::{Conntrack, KernelLocation, KernelStats};
-pub use record::{DropReason, DropRecord, FlowSample, OverflowSample, Record, TcpFlags};
+pub use record::{DropPlace, DropReason, DropRecord, FlowSample, OverflowSample, Record, TcpFlags};
 pub use socket::{
     CgroupOwner, ConnectOutcome, ConnectSeen, DnsSeen, Interface, Process, SocketStats,
 };

@@ -4,7 +4,6 @@
 use std::{fmt, sync::Arc, time::SystemTime};
 
 use super::{
-    event::DropPlace,
     socket::{ConnectSeen, DnsSeen, SocketStats},
     tuple::Tuple,
 };
@@ -109,6 +108,20 @@ impl Conntrack {
     pub fn is_snat(&self) -> bool {
         self.original.src != self.reply.dst
     }
+}
+
+/// Names of where a drop happened, set when it happened in the agent's own
+/// network namespace (on a node with `hostNetwork`, the host's), whose
+/// devices the agent can name; empty elsewhere (a pod's namespace), where
+/// only the numbers are known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropPlace {
+    /// `host`: the agent's own network namespace.
+    pub netns_name: Option<&'static str>,
+    /// The name of the device at the drop (`ifindex`).
+    pub interface: Option<String>,
+    /// The name of the device it arrived on (`ingress_ifindex`).
+    pub ingress_interface: Option<String>,
 }
 
 /// First sight of a dropped flow, or one drop the kernel could not aggregate.
