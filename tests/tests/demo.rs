@@ -80,6 +80,7 @@ fn the_demo_explains_each_seed_incident_and_its_fix_works() -> Result<()> {
         }
     }
     // What the user would have seen, measured, and what dropscope printed.
+    readme_excerpt_is_what_the_demo_prints(&stdout)?;
     for phrase in [
         "no answer after 2 tries",
         "connect timed out after",
@@ -96,4 +97,52 @@ fn the_demo_explains_each_seed_incident_and_its_fix_works() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every line of the README's "Incident 2, as printed" excerpt, except
+/// those it elides (`…`), is a line the demo printed, numbers aside
+/// (addresses, times and durations differ from run to run).
+fn readme_excerpt_is_what_the_demo_prints(stdout: &str) -> Result<()> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .context("reading README.md")?;
+    let excerpt: Vec<&str> = readme
+        .lines()
+        .skip_while(|line| !line.contains("Incident 2, as printed:"))
+        .skip(1)
+        .skip_while(|line| line.trim().is_empty())
+        .take_while(|line| line.trim().is_empty() || line.starts_with("    "))
+        .filter(|line| !line.trim().is_empty() && !line.contains('…'))
+        .map(|line| &line[4..])
+        .collect();
+    ensure!(
+        excerpt.len() >= 20,
+        "the README's demo excerpt is missing or short: {excerpt:?}"
+    );
+    let printed: Vec<String> = stdout.lines().map(numbers_aside).collect();
+    for line in excerpt {
+        let wanted = numbers_aside(line);
+        ensure!(
+            printed.contains(&wanted),
+            "the README shows a line the demo does not print (numbers aside):\n{line}"
+        );
+    }
+    Ok(())
+}
+
+/// The line with every run of digits as `0` and no trailing fill.
+fn numbers_aside(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_number = false;
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('0');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out.trim_end_matches(['━', ' ']).to_owned()
 }
