@@ -210,24 +210,7 @@ fn a_kubelet_probe_from_the_node_blocked_by_a_pods_only_policy_is_named() -> Res
         .drop_output("deny_probe", web.ipv4.into(), 8080, "tcp")?;
     let snapshot = Cluster::new()
         .node(NODE, lab.gateway_v4().into())
-        .namespace("default", &[])
-        .pod(
-            "default",
-            "web",
-            web.ipv4.into(),
-            NODE,
-            &[("app", "web")],
-            &[("http", 8080, "TCP")],
-        )
-        .policy(
-            "default",
-            "allow-from-pods",
-            json!({
-                "podSelector": {},
-                "policyTypes": ["Ingress"],
-                "ingress": [{ "from": [{ "podSelector": {} }] }],
-            }),
-        )
+        .probed_web(NODE, web.ipv4.into())
         .write(lab.id())?;
     let agent = Agent::start(&["--snapshot", snapshot.path()])?;
     // The kubelet's probe: from the node's own address to the pod.

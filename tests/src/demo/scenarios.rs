@@ -397,24 +397,7 @@ fn kubelet_probe(lab: &mut Lab, client: &LabClient) -> Result<Stage> {
     let mut cluster = Cluster::new();
     cluster
         .node(NODE, lab.gateway_v4().into())
-        .namespace("default", &[])
-        .pod(
-            "default",
-            "web",
-            web.ipv4.into(),
-            NODE,
-            &[("app", "web")],
-            &[("http", 8080, "TCP")],
-        )
-        .policy(
-            "default",
-            "allow-from-pods",
-            json!({
-                "podSelector": {},
-                "policyTypes": ["Ingress"],
-                "ingress": [{ "from": [{ "podSelector": {} }] }],
-            }),
-        );
+        .probed_web(NODE, web.ipv4.into());
     let servers = vec![http_server(client, lab, "web", 8080)?];
     Ok(Stage {
         steps: vec![Step {

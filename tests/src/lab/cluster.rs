@@ -72,6 +72,32 @@ impl Cluster {
             )
     }
 
+    /// The seeds' kubelet-probe shape: namespace `default`, pod
+    /// `default/web` (`app=web`, container port `http` 8080/TCP) at `web`
+    /// on `node`, and policy `default/allow-from-pods`, which allows ingress
+    /// from every pod of the namespace and nothing else (not the node's
+    /// own probes).
+    pub fn probed_web(&mut self, node: &str, web: IpAddr) -> &mut Self {
+        self.namespace("default", &[])
+            .pod(
+                "default",
+                "web",
+                web,
+                node,
+                &[("app", "web")],
+                &[("http", 8080, "TCP")],
+            )
+            .policy(
+                "default",
+                "allow-from-pods",
+                json!({
+                    "podSelector": {},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{ "from": [{ "podSelector": {} }] }],
+                }),
+            )
+    }
+
     /// Service `backend/api` at `vip`: port `http` 80 to target port 8080
     /// over TCP, selecting `app=api`, with one endpoint, `api` (the pod
     /// [`Self::web_and_api`] makes).
