@@ -2,14 +2,20 @@
 //! comment of its `HintCode` variant, read from the source) and, where the
 //! explain tests hold a runbook trap that raises it, that trap as an
 //! example: the policies, the flow, the hint's message and the suggested
-//! fix, all computed by the engine as the page is generated.
+//! fix, all computed by the engine as the page is generated. Hints the
+//! cluster's metadata raises (no endpoints, an object that failed to load)
+//! take their example from the explain tests' metadata cases.
 
 use std::fmt::Write as _;
 
 use super::{check_page, generated_from, root};
-use crate::explain::tests::{
-    cluster::{cluster, run},
-    traps::{Trap, traps},
+use crate::{
+    explain::tests::{
+        cluster::{cluster, run},
+        metadata::cases,
+        traps::{Trap, traps},
+    },
+    model::Explanation,
 };
 
 /// (variant, code, meaning) of every `HintCode`, from `model/verdict.rs`.
@@ -81,34 +87,53 @@ fn render() -> String {
                         .any(|hint| hint.code.as_str() == code)
                 })
             });
-        let Some(trap) = example else {
-            out.push_str(
-                "\nNo runbook trap of the explain tests raises it; its cases are in `agent/src/explain/tests/`.\n",
+        if let Some(trap) = example {
+            let _ = write!(out, "\nExample: {}.\n\n```yaml\n", trap.name);
+            for (namespace, name, spec) in trap.policies {
+                let _ = writeln!(out, "# NetworkPolicy {namespace}/{name}\n{spec}");
+            }
+            let command = explain_command(trap.from, trap.to, trap.port, trap.protocol);
+            example_outcome(&mut out, &code, &command, &explain(trap));
+        } else if let Some(case) = cases().into_iter().find(|case| case.hint.as_str() == code) {
+            let _ = write!(
+                out,
+                "\nExample: {}.\n\n```yaml\n{}",
+                case.name, case.objects
             );
-            continue;
-        };
-        let explanation = explain(trap);
-        let _ = write!(out, "\nExample: {}.\n\n```yaml\n", trap.name);
-        for (namespace, name, spec) in trap.policies {
-            let _ = writeln!(out, "# NetworkPolicy {namespace}/{name}\n{spec}");
-        }
-        let _ = writeln!(
-            out,
-            "```\n\n`dropscope explain --from {} --to {} --port {} --protocol {}` → verdict `{}`:\n",
-            trap.from, trap.to, trap.port, trap.protocol, explanation.verdict
-        );
-        for hint in explanation
-            .hints
-            .iter()
-            .filter(|hint| hint.code.as_str() == code)
-        {
-            let _ = writeln!(out, "> {}\n", hint.message);
-        }
-        if let Some(fix) = &explanation.suggested_policy {
-            let _ = writeln!(out, "The fix dropscope suggests:\n\n```yaml\n{}```", fix);
+            let command = explain_command(case.from, case.to, case.port, case.protocol);
+            example_outcome(&mut out, &code, &command, &case.explain());
+        } else {
+            panic!(
+                "hint `{code}` has no example: add a trap (explain/tests/traps.rs) or a metadata case (explain/tests/metadata.rs) that raises it"
+            );
         }
     }
     out
+}
+
+/// The `dropscope explain` command line of an example's flow.
+fn explain_command(from: &str, to: &str, port: u16, protocol: impl std::fmt::Display) -> String {
+    format!("dropscope explain --from {from} --to {to} --port {port} --protocol {protocol}")
+}
+
+/// Closes an example's YAML block and adds the verdict, the message of the
+/// hint `code` and the fix dropscope suggests.
+fn example_outcome(out: &mut String, code: &str, command: &str, explanation: &Explanation) {
+    let _ = writeln!(
+        out,
+        "```\n\n`{command}` → verdict `{}`:\n",
+        explanation.verdict
+    );
+    for hint in explanation
+        .hints
+        .iter()
+        .filter(|hint| hint.code.as_str() == code)
+    {
+        let _ = writeln!(out, "> {}\n", hint.message);
+    }
+    if let Some(fix) = &explanation.suggested_policy {
+        let _ = writeln!(out, "The fix dropscope suggests:\n\n```yaml\n{}```", fix);
+    }
 }
 
 #[test]

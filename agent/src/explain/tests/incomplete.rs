@@ -22,7 +22,7 @@ use crate::{
 
 /// The reported bug: `operator: in` (lower case) makes the policy that
 /// isolates default/api invalid.
-const ISOLATE_API_BROKEN: (&str, &str, &str) = (
+pub(super) const ISOLATE_API_BROKEN: (&str, &str, &str) = (
     "default",
     "isolate-api",
     "{podSelector: {matchExpressions: [{key: app, operator: in, values: [api]}]}, policyTypes: [Ingress]}",
@@ -35,7 +35,7 @@ fn reject(store: &mut Store, object: Object) {
         .expect_err("an invalid object");
 }
 
-fn broken_policy(store: &mut Store, (namespace, name, spec): (&str, &str, &str)) {
+pub(super) fn broken_policy(store: &mut Store, (namespace, name, spec): (&str, &str, &str)) {
     reject(store, mk_policy(namespace, name, spec));
 }
 
