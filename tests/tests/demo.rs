@@ -100,8 +100,10 @@ fn the_demo_explains_each_seed_incident_and_its_fix_works() -> Result<()> {
 }
 
 /// Every line of the README's "Incident 2, as printed" excerpt, except
-/// those it elides (`…`), is a line the demo printed, numbers aside
-/// (addresses, times and durations differ from run to run).
+/// those it elides (`…`), and the incident line "Reading the output"
+/// annotates, are lines the demo printed, numbers aside (addresses, times
+/// and durations differ from run to run). Its drop line and JSON are held
+/// to the printer and the contract by the agent's `reference::readme`.
 fn readme_excerpt_is_what_the_demo_prints(stdout: &str) -> Result<()> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .context("reading README.md")?;
@@ -126,6 +128,17 @@ fn readme_excerpt_is_what_the_demo_prints(stdout: &str) -> Result<()> {
             "the README shows a line the demo does not print (numbers aside):\n{line}"
         );
     }
+    // "Reading the output" annotates an incident line the demo prints.
+    let annotated = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("**The incident line**"))
+        .find_map(|line| line.strip_prefix("    "))
+        .context("the README's annotated incident line is missing")?;
+    let wanted = numbers_aside(annotated);
+    ensure!(
+        printed.iter().any(|line| line.trim_start() == wanted),
+        "the README annotates an incident line the demo does not print (numbers aside):\n{annotated}"
+    );
     Ok(())
 }
 

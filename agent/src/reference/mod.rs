@@ -8,11 +8,14 @@
 //! the repository: CI fails when a proto comment, a hint, a metric or a
 //! flag changed and the page was not regenerated. `cargo xtask docs`
 //! rewrites the pages (the same tests with `DROPSCOPE_WRITE_DOCS=1`).
+//! The README's output examples are held to the same sources: its JSON to
+//! the contract, its drop line to the printer ([`readme`]).
 
 mod cli;
 mod hints;
 mod metrics;
 mod proto;
+mod readme;
 
 use std::path::PathBuf;
 
