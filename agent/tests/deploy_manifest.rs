@@ -15,6 +15,7 @@ use std::{
 use clap::{CommandFactory as _, Parser as _};
 use dropscope::{
     cli::{Cli, Command, agent::Args},
+    client::Server,
     enrich::store::Kind,
     kernel::{btf, features},
     serve::Listen,
@@ -57,7 +58,9 @@ fn every_document_has_kind_and_name() {
 
 /// The command line the DaemonSet's args and `DROPSCOPE_*` variables amount
 /// to, checking that each variable is the env of a flag of that command.
-fn daemonset_argv() -> Vec<String> {
+/// Variables taken from a ConfigMap must be optional (the agent runs
+/// without it) and take their value from `view` when it is that ConfigMap.
+fn daemonset_argv_with(view: Option<&serde_norway::Value>) -> Vec<String> {
     let container = daemonset_container();
     let args: Vec<String> = container["args"]
         .as_sequence()
@@ -81,7 +84,24 @@ fn daemonset_argv() -> Vec<String> {
             );
             continue;
         }
-        let value = variable["value"].as_str().expect("env value");
+        let value = match variable["value"].as_str() {
+            Some(value) => value,
+            None => {
+                let reference = &variable["valueFrom"]["configMapKeyRef"];
+                assert_eq!(
+                    reference["optional"].as_bool(),
+                    Some(true),
+                    "{name} comes from a ConfigMap the agent must run without"
+                );
+                let from_view = view
+                    .filter(|view| view["metadata"]["name"].as_str() == reference["name"].as_str());
+                let key = reference["key"].as_str().expect("a ConfigMap key");
+                match from_view.and_then(|view| view["data"][key].as_str()) {
+                    Some(value) => value,
+                    None => continue,
+                }
+            }
+        };
         let flag = command
             .get_arguments()
             .chain(agent.get_arguments())
@@ -106,9 +126,15 @@ fn daemonset_argv() -> Vec<String> {
     argv
 }
 
-/// The agent's arguments as the DaemonSet sets them.
-fn daemonset_agent_args() -> Box<Args> {
-    let argv = daemonset_argv();
+/// The DaemonSet's command line on a cluster without a collector.
+fn daemonset_argv() -> Vec<String> {
+    daemonset_argv_with(None)
+}
+
+/// The agent's arguments as the DaemonSet sets them, with `view` (the
+/// cluster-view ConfigMap of a collector manifest) applied when given.
+fn daemonset_agent_args_with(view: Option<&serde_norway::Value>) -> Box<Args> {
+    let argv = daemonset_argv_with(view);
     match Cli::try_parse_from(&argv) {
         Ok(Cli {
             command: Command::Agent(args),
@@ -117,6 +143,11 @@ fn daemonset_agent_args() -> Box<Args> {
         Ok(other) => panic!("the DaemonSet runs {:?}, not the agent", other.command),
         Err(error) => panic!("{argv:?}: {error}"),
     }
+}
+
+/// The agent's arguments as the DaemonSet sets them.
+fn daemonset_agent_args() -> Box<Args> {
+    daemonset_agent_args_with(None)
 }
 
 #[test]
@@ -358,7 +389,14 @@ fn every_host_path_is_in_the_security_table_with_its_mode() {
 
 #[test]
 fn every_mount_is_something_the_agent_opens_and_read_only_unless_it_writes_there() {
-    let args = daemonset_agent_args();
+    // With the collector deployed: the agent then also reads its CA.
+    let collector = documents_of(COLLECTOR_MANIFEST);
+    let args = daemonset_agent_args_with(Some(document(&collector, "ConfigMap")));
+    let collector_ca = args
+        .collector_tls_ca
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
     let socket_dir = match &args.listen.0 {
         Some(Listen::Unix(path)) => path.parent().map(Path::to_path_buf),
         _ => None,
@@ -372,10 +410,13 @@ fn every_mount_is_something_the_agent_opens_and_read_only_unless_it_writes_there
     let cgroup_root = args.cgroup_root.clone().expect("DROPSCOPE_CGROUP_ROOT");
     for (name, path, read_only) in mounts() {
         let writes = Some(&path) == socket_dir.as_ref();
-        let reads = path == btf_dir || path == Path::new(features::TRACEFS) || path == cgroup_root;
+        let reads = path == btf_dir
+            || path == Path::new(features::TRACEFS)
+            || path == cgroup_root
+            || Some(&path) == collector_ca.as_ref();
         assert!(
             writes || reads,
-            "{name} at {} is neither the API socket's directory, BTF, tracefs nor the cgroup root: nothing in the agent opens it",
+            "{name} at {} is neither the API socket's directory, BTF, tracefs, the cgroup root nor the collector's CA: nothing in the agent opens it",
             path.display()
         );
         assert_eq!(
@@ -535,54 +576,192 @@ fn the_image_is_the_static_binary_on_a_base_pinned_or_empty() {
 }
 
 const COLLECTOR_MANIFEST: &str = include_str!("../../deploy/collector.yaml");
+const NATS_COLLECTOR_MANIFEST: &str = include_str!("../../deploy/collector-nats.yaml");
+
+fn documents_of(manifest: &str) -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(manifest)
+        .map(|document| serde_norway::Value::deserialize(document).expect("valid YAML document"))
+        .collect()
+}
+
+/// The one document of `kind`.
+fn document<'a>(documents: &'a [serde_norway::Value], kind: &str) -> &'a serde_norway::Value {
+    let mut found = documents
+        .iter()
+        .filter(|document| document["kind"].as_str() == Some(kind));
+    let first = found.next().unwrap_or_else(|| panic!("a {kind}"));
+    assert!(found.next().is_none(), "one {kind}");
+    first
+}
+
+/// The value of `name` in a container's env.
+fn env_value<'a>(container: &'a serde_norway::Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_sequence()?
+        .iter()
+        .find(|variable| variable["name"].as_str() == Some(name))
+        .and_then(|variable| variable["value"].as_str())
+}
 
 #[test]
 fn the_collector_settings_are_flags_it_accepts_and_it_runs_unprivileged() {
-    let documents: Vec<serde_norway::Value> =
-        serde_norway::Deserializer::from_str(COLLECTOR_MANIFEST)
-            .map(|document| {
-                serde_norway::Value::deserialize(document).expect("valid YAML document")
-            })
-            .collect();
-    let deployment = documents
-        .iter()
-        .find(|document| document["kind"].as_str() == Some("Deployment"))
-        .expect("a Deployment");
-    let service = documents
-        .iter()
-        .find(|document| document["kind"].as_str() == Some("Service"))
-        .expect("a Service");
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["args"][0].as_str(), Some("collector"));
-    let command = Cli::command();
-    let collector = command
-        .find_subcommand("collector")
-        .expect("dropscope collector");
-    let mut argv = vec!["dropscope".to_owned(), "collector".to_owned()];
-    for variable in container["env"].as_sequence().expect("env") {
-        let name = variable["name"].as_str().expect("env name");
-        let value = variable["value"].as_str().expect("env value");
-        let flag = command
-            .get_arguments()
-            .chain(collector.get_arguments())
-            .find(|arg| arg.get_env().and_then(|env| env.to_str()) == Some(name))
-            .unwrap_or_else(|| panic!("{name} is not the env of a flag of `dropscope collector`"));
-        argv.push(format!("--{}", flag.get_long().expect("a long flag")));
-        argv.push(value.to_owned());
+    for (file, manifest) in [
+        ("collector.yaml", COLLECTOR_MANIFEST),
+        ("collector-nats.yaml", NATS_COLLECTOR_MANIFEST),
+    ] {
+        let documents = documents_of(manifest);
+        let deployment = document(&documents, "Deployment");
+        let service = document(&documents, "Service");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["args"][0].as_str(), Some("collector"), "{file}");
+        let command = Cli::command();
+        let collector = command
+            .find_subcommand("collector")
+            .expect("dropscope collector");
+        let mut argv = vec!["dropscope".to_owned(), "collector".to_owned()];
+        for variable in container["env"].as_sequence().expect("env") {
+            let name = variable["name"].as_str().expect("env name");
+            let value = variable["value"].as_str().expect("env value");
+            let flag = command
+                .get_arguments()
+                .chain(collector.get_arguments())
+                .find(|arg| arg.get_env().and_then(|env| env.to_str()) == Some(name))
+                .unwrap_or_else(|| {
+                    panic!("{file}: {name} is not the env of a flag of `dropscope collector`")
+                });
+            let long = flag.get_long().expect("a long flag");
+            if !flag.get_action().takes_values() {
+                if value == "true" {
+                    argv.push(format!("--{long}"));
+                }
+            } else {
+                argv.push(format!("--{long}"));
+                argv.push(value.to_owned());
+            }
+        }
+        Cli::try_parse_from(&argv).unwrap_or_else(|error| panic!("{file}: {argv:?}: {error}"));
+        let security = &container["securityContext"];
+        assert_eq!(security["runAsNonRoot"].as_bool(), Some(true), "{file}");
+        assert_eq!(
+            security["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{file}"
+        );
+        assert_eq!(
+            security["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{file}"
+        );
+        assert_eq!(
+            security["capabilities"]["drop"][0].as_str(),
+            Some("ALL"),
+            "{file}"
+        );
+        assert!(
+            security["capabilities"]["add"].is_null(),
+            "{file}: no capability added"
+        );
+        assert_eq!(
+            service["spec"]["ports"][0]["port"].as_u64(),
+            Some(4245),
+            "{file}: the Service exposes the gRPC port"
+        );
     }
-    Cli::try_parse_from(&argv).unwrap_or_else(|error| panic!("{argv:?}: {error}"));
-    let security = &container["securityContext"];
-    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
-    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
-    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
-    assert_eq!(security["capabilities"]["drop"][0].as_str(), Some("ALL"));
+}
+
+#[test]
+fn without_a_collector_each_agent_serves_its_node_only() {
+    let args = daemonset_agent_args();
+    assert!(args.collector.is_none(), "no push without the ConfigMap");
+    assert!(args.nats.nats.is_none(), "no NATS without the ConfigMap");
+}
+
+#[test]
+fn with_the_collector_deployed_the_agents_push_to_its_service_by_name_over_tls() {
+    let documents = documents_of(COLLECTOR_MANIFEST);
+    let view = document(&documents, "ConfigMap");
+    let service = document(&documents, "Service");
+    let namespace = service["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace");
+    assert_eq!(
+        view["metadata"]["namespace"].as_str(),
+        Some(namespace),
+        "the ConfigMap is in the agents' and the collector's namespace"
+    );
+    let args = daemonset_agent_args_with(Some(view));
+    let expected = Server::Tcp {
+        host: format!(
+            "{}.{namespace}.svc",
+            service["metadata"]["name"].as_str().expect("name")
+        ),
+        port: u16::try_from(service["spec"]["ports"][0]["port"].as_u64().expect("port"))
+            .expect("a port"),
+    };
+    assert_eq!(
+        args.collector.as_ref(),
+        Some(&expected),
+        "agents push to the Service"
+    );
+    // The collector serves TLS only off loopback: the agents must check
+    // its certificate with the CA of the Secret the file says to create.
+    let ca = args
+        .collector_tls_ca
+        .as_deref()
+        .expect("the agents push over TLS");
+    let (mount, mount_path, _) = mounts()
+        .into_iter()
+        .find(|(_, path, _)| ca.starts_with(path))
+        .unwrap_or_else(|| panic!("{} is in no mount of the DaemonSet", ca.display()));
+    let volume = daemonset_pod_spec()["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|volume| volume["name"].as_str() == Some(&mount))
+        .cloned()
+        .expect("the mount's volume");
+    assert_eq!(
+        volume["secret"]["optional"].as_bool(),
+        Some(true),
+        "the agents start before the collector's CA exists"
+    );
+    let secret = volume["secret"]["secretName"].as_str().expect("a Secret");
+    let file = ca.strip_prefix(&mount_path).expect("inside the mount");
+    let create = format!(
+        "kubectl -n {namespace} create secret generic {secret} --from-file={}=",
+        file.display()
+    );
     assert!(
-        security["capabilities"]["add"].is_null(),
-        "no capability added"
+        COLLECTOR_MANIFEST.contains(&create),
+        "collector.yaml says to create the CA Secret the agents read: {create}"
+    );
+    let container =
+        &document(&documents, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        env_value(container, "DROPSCOPE_TLS_CERT").is_some(),
+        "the collector serves TLS"
+    );
+    assert!(
+        args.nats.nats.is_none(),
+        "collector.yaml is the push set-up"
+    );
+}
+
+#[test]
+fn with_the_nats_collectors_deployed_the_agents_publish_to_their_nats() {
+    let documents = documents_of(NATS_COLLECTOR_MANIFEST);
+    let args = daemonset_agent_args_with(Some(document(&documents, "ConfigMap")));
+    let container =
+        &document(&documents, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        args.nats.nats.as_deref(),
+        env_value(container, "DROPSCOPE_NATS"),
+        "agents publish to the NATS the collectors read"
     );
     assert_eq!(
-        service["spec"]["ports"][0]["port"].as_u64(),
-        Some(4245),
-        "the Service exposes the gRPC port"
+        Some(args.nats.nats_stream.as_str()),
+        env_value(container, "DROPSCOPE_NATS_STREAM"),
+        "and to the stream they read"
     );
+    assert!(args.collector.is_none(), "no push in the NATS set-up");
 }

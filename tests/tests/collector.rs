@@ -21,6 +21,7 @@
 use std::{
     collections::BTreeSet,
     net::{IpAddr, SocketAddr},
+    process::Command,
     time::Duration,
 };
 
@@ -37,6 +38,7 @@ use dropscope_e2e::{
         },
         collector::{self, node_in, node_state_of, tells_gone},
         join_scenario::{Transport, join_across_nodes},
+        pki::TestPki,
         send_udp,
     },
 };
@@ -362,6 +364,134 @@ fn events_made_while_the_collector_was_away_arrive_after_it_returns() -> Result<
         "the drop once per node"
     );
     drop(seen);
+    collector.stop(STOP)?;
+    Ok(())
+}
+
+/// The set-up of `deploy/collector.yaml`: agents dial the collector by
+/// name and check its certificate against that name; the collector
+/// requires a client certificate its CA signed. An agent with one pushes;
+/// an agent without one is refused at the handshake, says so, and nothing
+/// of its node is stored.
+#[test]
+fn agents_push_by_name_over_mutual_tls_and_one_without_a_certificate_is_refused() -> Result<()> {
+    const PORT: u16 = 7206;
+    const SOURCE_PORT: u16 = 43_306;
+    let mut lab = Lab::new()?;
+    let client_pod = lab.add_pod("client")?;
+    let gateway = IpAddr::V4(lab.gateway_v4());
+    lab.nft().drop_input("to_nodes", gateway, PORT, "udp")?;
+    let pki = TestPki::new()?;
+    let collector = Collector::start(
+        "127.0.0.1:0",
+        &[
+            "--history",
+            HISTORY,
+            "--tls-cert",
+            &pki.server_cert,
+            "--tls-key",
+            &pki.server_key,
+            "--tls-client-ca",
+            &pki.ca,
+        ],
+    )?;
+    let address = collector.server();
+    let (_, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("no port in {address}"))?;
+    // A DNS name, resolved at each connect, and the name the collector's
+    // certificate is checked against.
+    let by_name = Route::push(&format!("localhost:{port}"));
+    let [trusted, anonymous] = node_names(&lab);
+    let trusted_agent = agent_of(
+        &trusted,
+        &by_name,
+        &[
+            "--collector-tls-ca",
+            &pki.ca,
+            "--collector-tls-cert",
+            &pki.client_cert,
+            "--collector-tls-key",
+            &pki.client_key,
+        ],
+    )?;
+    let anonymous_agent = agent_of(&anonymous, &by_name, &["--collector-tls-ca", &pki.ca])?;
+
+    send_udp(
+        &client_pod.netns,
+        vec![SOURCE_PORT],
+        SocketAddr::new(gateway, PORT),
+        1,
+    )?;
+    let binary = std::env::var("DROPSCOPE_BIN").context(
+        "DROPSCOPE_BIN is not set: run the end-to-end tests with `cargo xtask test --e2e`",
+    )?;
+    // What the collector stored of this drop, per node, read with the
+    // real `dropscope observe` over mutual TLS.
+    let stored_by_node = || -> Result<BTreeSet<String>> {
+        // A request for history, which ends by itself.
+        let output = Command::new(&binary)
+            .args(["observe", "--server", &address, "--last", HISTORY])
+            .args(["--output", "json", "--tls-ca", &pki.ca])
+            .args(["--tls-cert", &pki.client_cert, "--tls-key", &pki.client_key])
+            .output()
+            .context("running dropscope observe")?;
+        ensure!(
+            output.status.success(),
+            "observe over mutual TLS: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|event| DropView::parse(&event))
+            .filter(|drop| ours(&lab)(drop) && drop.src.port == SOURCE_PORT)
+            .map(|drop| drop.node)
+            .collect())
+    };
+    client::wait_until(WAIT, "the trusted node's drop at the collector", || {
+        stored_by_node()
+            .is_ok_and(|nodes| nodes.contains(&trusted))
+            .then_some(())
+    })
+    .with_context(|| {
+        format!(
+            "trusted agent:\n{}\ncollector:\n{}",
+            trusted_agent.log(),
+            collector.log()
+        )
+    })?;
+    // With TLS 1.3 the refusal reaches the agent as a closed connection:
+    // its warning says what to check.
+    anonymous_agent.wait_for(WAIT, "the refused agent saying what to check", |agent| {
+        agent
+            .log()
+            .lines()
+            .any(|line| {
+                line.contains("cannot push to the collector")
+                    && line.contains("give --collector-tls-cert and --collector-tls-key")
+            })
+            .then_some(())
+    })?;
+    anonymous_agent.wait_for(WAIT, "the refused agent printing the drop", |agent| {
+        (!agent
+            .drops(|drop| ours(&lab)(drop) && drop.src.port == SOURCE_PORT)
+            .is_empty())
+        .then_some(())
+    })?;
+    let stored = stored_by_node()?;
+    ensure!(
+        stored == BTreeSet::from([trusted.clone()]),
+        "only the node with a certificate is stored, got {stored:?}"
+    );
+    ensure!(
+        !trusted_agent.log().contains("cannot push to the collector"),
+        "the trusted agent was never refused:\n{}",
+        trusted_agent.log()
+    );
+    drop(anonymous_agent);
+    trusted_agent.stop()?;
     collector.stop(STOP)?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
     capture::CaptureConfig,
+    client::Server,
     config::AgentConfig,
     enrich::MetadataConfig,
     export::ExportConfig,
@@ -138,10 +139,11 @@ pub struct Args {
     #[command(flatten)]
     pub otlp: super::otlp::OtlpArgs,
     /// Push every event to a `dropscope collector` at this address
-    /// (`HOST:PORT` or `unix:PATH`), as well as serving them here; events
+    /// (`HOST:PORT`, HOST an IP address or a DNS name resolved at each
+    /// connect, or `unix:PATH`), as well as serving them here; events
     /// held while it is unreachable are sent when it is.
     #[arg(long, env = "DROPSCOPE_COLLECTOR")]
-    pub collector: Option<Listen>,
+    pub collector: Option<Server>,
     /// PEM CA bundle that signed the collector's certificate (TLS to the
     /// collector; plaintext without it).
     #[arg(long, env = "DROPSCOPE_COLLECTOR_TLS_CA")]

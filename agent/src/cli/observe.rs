@@ -38,7 +38,8 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The agent's API: `unix:PATH` or `HOST:PORT`.
+    /// The API of an agent or a collector: `unix:PATH` or `HOST:PORT`
+    /// (HOST an IP address or a DNS name, resolved at each connect).
     #[arg(
         long,
         default_value = "unix:/run/dropscope/dropscope.sock",
@@ -524,7 +525,7 @@ fn status_error(server: &Server, prefix: &str, status: &tonic::Status) -> anyhow
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown
     );
-    if transport && matches!(server, Server::Tcp(_)) {
+    if transport && matches!(server, Server::Tcp { .. }) {
         text.push_str(" (does the agent use TLS (--tls-ca), or require a client certificate (--tls-cert, --tls-key)?)");
     }
     anyhow::anyhow!(text)

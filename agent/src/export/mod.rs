@@ -28,7 +28,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct ExportConfig {
     /// The collector's address.
-    pub collector: crate::serve::Listen,
+    pub collector: crate::client::Server,
     /// CA bundle for TLS to the collector (plaintext without it).
     pub tls_ca: Option<std::path::PathBuf>,
     /// Client certificate and key, for mutual TLS.
@@ -76,6 +76,31 @@ enum PushError {
     Closed,
 }
 
+/// What to check when the collector dropped the connection before a
+/// word of gRPC: with TLS 1.3 a client learns that the server refused its
+/// handshake only on its first read, as a closed connection, so the
+/// transport error alone does not say why.
+fn refusal_hint(error: &PushError, connection: &Connection) -> &'static str {
+    let PushError::Stream(status) = error else {
+        return "";
+    };
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    );
+    match (
+        transport,
+        connection.uses_tls(),
+        connection.presents_certificate(),
+    ) {
+        (false, _, _) | (true, true, true) => "",
+        (true, true, false) => {
+            " (a collector run with --tls-client-ca refuses agents without a client certificate: give --collector-tls-cert and --collector-tls-key)"
+        }
+        (true, false, _) => " (does the collector serve TLS? give --collector-tls-ca)",
+    }
+}
+
 /// The exporter's state across reconnects.
 pub struct Exporter {
     connection: Connection,
@@ -110,6 +135,7 @@ impl Exporter {
                 }
                 Err(error) => {
                     failures += 1;
+                    let error = format!("{error}{}", refusal_hint(&error, &self.connection));
                     if failures == 1 || backoff >= MAX_BACKOFF {
                         tracing::warn!(collector = %self.connection.server(), %error, retry_in = ?backoff, "cannot push to the collector");
                     } else {

@@ -62,7 +62,7 @@ async fn start(snapshot_file: Option<&str>) -> Running {
         metadata_source: MetadataSource::Snapshot,
         reasons: Arc::new(OnceLock::from(vec!["NETFILTER_DROP".to_owned()])),
     };
-    let listen = Listen::Unix(socket);
+    let listen = Listen::Unix(socket.clone());
     let server = Server::bind(
         &ServeConfig::default(),
         listen.clone(),
@@ -76,7 +76,8 @@ async fn start(snapshot_file: Option<&str>) -> Running {
         let _ = stopping.wait_for(|stop| *stop).await;
     }));
     Running {
-        connection: Connection::new(&listen, None, None, None).expect("connection"),
+        connection: Connection::new(&crate::client::Server::Unix(socket), None, None, None)
+            .expect("connection"),
         hub,
         ready,
         stop,

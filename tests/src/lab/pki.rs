@@ -55,12 +55,14 @@ impl Drop for TempDir {
 }
 
 /// A CA made for one test, with a server certificate for 127.0.0.1 and
+/// `localhost` and
 /// a client certificate it signed, as PEM files (paths as text) in a
 /// temporary directory removed on drop.
 pub struct TestPki {
     /// The CA's certificate.
     pub ca: String,
-    /// The server's certificate (IP SAN 127.0.0.1, server auth).
+    /// The server's certificate (SANs: IP 127.0.0.1, DNS `localhost`;
+    /// server auth).
     pub server_cert: String,
     /// The server's private key.
     pub server_key: String,
@@ -104,7 +106,7 @@ impl TestPki {
         };
         let (server_cert, server_key) = leaf(
             "dropscope e2e agent",
-            vec!["127.0.0.1".to_owned()],
+            vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
             ExtendedKeyUsagePurpose::ServerAuth,
         )?;
         let (client_cert, client_key) = leaf(

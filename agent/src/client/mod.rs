@@ -13,15 +13,18 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::serve::{Listen, tls};
+use crate::serve::tls;
 
-/// An agent's API address (`unix:PATH` or `HOST:PORT`).
-pub type Server = Listen;
+mod server;
+
+pub use server::{Server, ServerError};
 
 /// How to reach one agent.
 pub struct Connection {
     server: Server,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// Whether a client certificate is presented.
+    identity: bool,
 }
 
 impl Connection {
@@ -37,11 +40,7 @@ impl Connection {
             None => None,
             Some(ca) => {
                 let config = tls::client_config(ca, identity)?;
-                let name = match (server_name, server) {
-                    (Some(name), _) => name.to_owned(),
-                    (None, Listen::Tcp(address)) => address.ip().to_string(),
-                    (None, Listen::Unix(_)) => "localhost".to_owned(),
-                };
+                let name = server_name.unwrap_or(server.tls_name()).to_owned();
                 let name = ServerName::try_from(name.clone())
                     .with_context(|| format!("{name:?} is not a valid TLS server name"))?;
                 Some((Arc::new(config), name))
@@ -49,8 +48,19 @@ impl Connection {
         };
         Ok(Self {
             server: server.clone(),
+            identity: tls.is_some() && identity.is_some(),
             tls,
         })
+    }
+
+    /// Whether it speaks TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether it presents a client certificate (mutual TLS).
+    pub fn presents_certificate(&self) -> bool {
+        self.identity
     }
 
     /// The address, for messages.
@@ -103,8 +113,11 @@ async fn dial(
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 ) -> std::io::Result<Stream> {
     let plain: Stream = match server {
-        Listen::Unix(path) => Box::new(unix(path).await?),
-        Listen::Tcp(address) => Box::new(tokio::net::TcpStream::connect(address).await?),
+        Server::Unix(path) => Box::new(unix(path).await?),
+        // Resolved on every dial: a reconnect follows the name.
+        Server::Tcp { host, port } => {
+            Box::new(tokio::net::TcpStream::connect((host.as_str(), *port)).await?)
+        }
     };
     match tls {
         None => Ok(plain),
