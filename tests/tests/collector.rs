@@ -33,8 +33,8 @@ use dropscope_e2e::{
         client::{self, Drained},
         cluster_view::{
             HISTORY, Route, WAIT, agent_of, comparable, ensure_no_copies, is_connected, lab_cidr,
-            new_by_node_and_port, new_from_each, node_names, ours, stop_and_wait_gone,
-            wait_for_node,
+            lab_drops, new_by_node_and_port, new_from_each, node_names, ours, sample,
+            stop_and_wait_gone, wait_for_node,
         },
         collector::{self, node_in, node_state_of, tells_gone},
         join_scenario::{Transport, join_across_nodes},
@@ -42,7 +42,7 @@ use dropscope_e2e::{
         send_udp,
     },
 };
-use dropscope_proto::v1::{Event, EventKind, NodeConnection};
+use dropscope_proto::v1::{Event, EventKind, LossSource, NodeConnection};
 use serde_json::Value;
 
 /// How long a request that ends by itself may take to be answered.
@@ -492,6 +492,119 @@ fn agents_push_by_name_over_mutual_tls_and_one_without_a_certificate_is_refused(
     );
     drop(anonymous_agent);
     trusted_agent.stop()?;
+    collector.stop(STOP)?;
+    Ok(())
+}
+
+/// The agent's history is its buffer while the collector is away: what
+/// it could not hold arrives as a counted `LossEvent` once the collector
+/// is back, and the agent's loss metric says the same. Nothing is lost
+/// silently: the lab's drops that arrived plus the losses cover every drop
+/// the lab made.
+#[test]
+fn what_the_agent_could_not_hold_for_an_absent_collector_arrives_as_a_counted_loss() -> Result<()> {
+    const PORT: u16 = 7207;
+    /// More new flows than the agent's history holds.
+    const BURST: u16 = 200;
+    const FIRST_OF_BURST: u16 = 43_700;
+    /// Made last, after the burst: held until the collector is back.
+    const LAST: u16 = 43_699;
+    let mut lab = Lab::new()?;
+    let client_pod = lab.add_pod("client")?;
+    let gateway = IpAddr::V4(lab.gateway_v4());
+    let target = SocketAddr::new(gateway, PORT);
+    lab.nft().drop_input("to_nodes", gateway, PORT, "udp")?;
+    // Nothing listens there yet.
+    let socket = SocketPath::new("collector-overflow");
+    let [node, _] = node_names(&lab);
+    // A history of 64 events is the agent's whole buffer.
+    let agent = dropscope_e2e::Agent::start(&[
+        "--collector",
+        &socket.listen(),
+        "--node-name",
+        &node,
+        "--history",
+        "64",
+    ])?;
+    agent.wait_for(WAIT, "the agent trying the absent collector", |agent| {
+        agent
+            .log()
+            .contains("cannot push to the collector")
+            .then_some(())
+    })?;
+    send_udp(
+        &client_pod.netns,
+        (FIRST_OF_BURST..FIRST_OF_BURST + BURST).collect(),
+        target,
+        1,
+    )?;
+    send_udp(&client_pod.netns, vec![LAST], target, 1)?;
+    agent.wait_for(WAIT, "the agent printing the last drop", |agent| {
+        (!agent
+            .drops(|drop| ours(&lab)(drop) && drop.src.port == LAST)
+            .is_empty())
+        .then_some(())
+    })?;
+
+    let collector = Collector::start(&socket.listen(), &["--history", HISTORY])?;
+    let runtime = client::runtime()?;
+    let (observer, stream) =
+        runtime.block_on(collector::follow_from_oldest(&collector.server()))?;
+    let seen = Drained::spawn(&runtime, observer, stream);
+    let losses_of_node = |events: &[Event]| -> Vec<(u64, u64)> {
+        events
+            .iter()
+            .filter(|event| event.node == node)
+            .filter_map(client::loss_of)
+            .filter(|loss| loss.source == LossSource::Subscriber as i32)
+            .map(|loss| (loss.lost_events, loss.total_events))
+            .collect()
+    };
+    let events = seen
+        .wait_for(WAIT, "the held drop and the loss", |events| {
+            let last = lab_drops(&lab, events)
+                .iter()
+                .any(|drop| drop.node == node && drop.src.port == LAST);
+            (last && !losses_of_node(events).is_empty()).then(|| events.to_vec())
+        })
+        .with_context(|| {
+            format!(
+                "collector log:\n{}\nagent log:\n{}",
+                collector.log(),
+                agent.log()
+            )
+        })?;
+    ensure_no_copies(&lab, &events)?;
+    let losses = losses_of_node(&events);
+    let lost: u64 = losses.iter().map(|(lost, _)| lost).sum();
+    let counted = losses.iter().map(|(_, total)| *total).max().unwrap_or(0);
+    ensure!(
+        lost == counted && lost > 0,
+        "every loss the agent counted reached the collector: {losses:?}"
+    );
+    let arrived: BTreeSet<u16> = lab_drops(&lab, &events)
+        .into_iter()
+        .filter(|drop| drop.node == node && drop.kind == "new")
+        .map(|drop| drop.src.port)
+        .filter(|port| *port == LAST || (FIRST_OF_BURST..FIRST_OF_BURST + BURST).contains(port))
+        .collect();
+    ensure!(
+        arrived.len() as u64 + lost > u64::from(BURST),
+        "{} of the lab's {} drops arrived and {lost} events were counted lost: some went missing silently",
+        arrived.len(),
+        BURST + 1
+    );
+    let metric = sample(
+        &agent.metrics_text()?,
+        r#"dropscope_lost_events_total{source="subscriber"}"#,
+    )
+    .context("the agent's subscriber loss metric")?;
+    ensure!(
+        metric >= counted as f64,
+        "the agent's metric ({metric}) counts the losses it reported ({counted})"
+    );
+    drop(seen);
+    agent.stop()?;
     collector.stop(STOP)?;
     Ok(())
 }
