@@ -153,6 +153,14 @@ pub fn explanation(explanation: &Explanation) -> v1::Explanation {
         incomplete_unlisted: explanation.incomplete_unlisted,
         complete: explanation.is_complete(),
         hints_unlisted: explanation.hints_unlisted,
+        stale: explanation
+            .stale
+            .iter()
+            .map(|stale| v1::StaleKind {
+                kind: stale.kind.clone(),
+                since: Some(timestamp(stale.since)),
+            })
+            .collect(),
     }
 }
 

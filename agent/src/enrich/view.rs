@@ -9,6 +9,7 @@ use std::{net::IpAddr, sync::Arc};
 use ipnet::IpNet;
 
 use super::{
+    freshness::KindState,
     object::Uid,
     store::{Namespaced, index_get},
 };
@@ -21,7 +22,7 @@ pub use super::{
     skipped::{Entry as SkippedEntry, Skipped},
     store::{Counts, Kind, Store},
 };
-use crate::model::{Identity, Protocol};
+use crate::model::{Identity, Protocol, StaleKind};
 
 /// A backend of a Service port: where kube-proxy DNATs to.
 #[derive(Clone, Debug)]
@@ -51,6 +52,22 @@ impl<'a> View<'a> {
     /// What the store holds.
     pub fn counts(&self) -> Counts {
         self.store.counts()
+    }
+
+    /// The kinds whose watch is failing now (an API server outage): what
+    /// the store holds of them is the last known state.
+    pub fn stale_kinds(&self) -> Vec<StaleKind> {
+        self.store
+            .freshness()
+            .kinds()
+            .filter_map(|(kind, state, _)| match state {
+                KindState::Stale { since, .. } => Some(StaleKind {
+                    kind: kind.resource().to_owned(),
+                    since: *since,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// What the store could not load: skipped objects and unavailable kinds.

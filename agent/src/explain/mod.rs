@@ -646,6 +646,7 @@ fn describe(mut facts: Facts<'_>) -> Explanation {
         suggested_policy,
         incomplete: missing.objects,
         incomplete_unlisted: missing.unlisted,
+        stale: facts.view.stale_kinds(),
     };
     bound::bound(&mut explanation);
     explanation

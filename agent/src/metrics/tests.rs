@@ -116,6 +116,7 @@ fn explanation(
         suggested_policy: None,
         incomplete: Vec::new(),
         incomplete_unlisted: 0,
+        stale: Vec::new(),
     })
 }
 

@@ -26,5 +26,5 @@ pub use identity::{Backend, Identity, Workload};
 pub use status::{Readiness, TrackStatus};
 pub use verdict::{
     ClosestMiss, Direction, DirectionReport, Explanation, FlowEnd, Hint, HintCode, PolicyRef,
-    RuleRef, SkippedObject, Verdict,
+    RuleRef, SkippedObject, StaleKind, Verdict,
 };

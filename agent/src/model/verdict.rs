@@ -243,6 +243,17 @@ pub struct ClosestMiss {
     pub why: String,
 }
 
+/// A kind of metadata an explanation used while its watch was failing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleKind {
+    /// The resource, as RBAC and `GetStatus` name it (`pods`,
+    /// `networkpolicies`, …).
+    pub kind: String,
+    /// When its outage began: nothing of the kind changed after this is
+    /// known.
+    pub since: std::time::SystemTime,
+}
+
 /// An object the metadata store could not load that could decide a
 /// flow's verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -306,6 +317,10 @@ pub struct Explanation {
     /// Objects of a kind that could decide the verdict, skipped beyond
     /// what the store remembers by name.
     pub incomplete_unlisted: u64,
+    /// Kinds whose watch was failing when this was made (an API server
+    /// outage): their last known objects were used, and may have changed
+    /// since. Empty when every kind was current, and on a snapshot.
+    pub stale: Vec<StaleKind>,
 }
 
 impl Explanation {

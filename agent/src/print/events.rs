@@ -272,6 +272,18 @@ fn compact_drop(event: &v1::Event, drop: &v1::DropEvent, style: Style) -> String
         for hint in &explanation.hints {
             let _ = write!(line, "; [{}] {}", hint.code, hint.message);
         }
+        if !explanation.stale.is_empty() {
+            let kinds: Vec<&str> = explanation
+                .stale
+                .iter()
+                .map(|stale| stale.kind.as_str())
+                .collect();
+            let _ = write!(
+                line,
+                "; [stale] the last known {} (their watch is failing)",
+                kinds.join(", ")
+            );
+        }
     } else if let Some(location) = drop
         .location
         .as_ref()
@@ -522,5 +534,37 @@ mod tests {
             "",
             "a pod's namespace: numbers only, in the JSON"
         );
+    }
+
+    #[test]
+    fn a_drop_explained_during_an_api_outage_says_which_kinds_are_stale() {
+        let event = |stale: Vec<v1::StaleKind>| v1::Event {
+            event: Some(v1::event::Event::Drop(v1::DropEvent {
+                explanation: Some(v1::Explanation {
+                    verdict: v1::Verdict::DenyIngress as i32,
+                    stale,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let stale = |kind: &str| v1::StaleKind {
+            kind: kind.into(),
+            since: None,
+        };
+        let line = render(
+            &event(vec![stale("pods"), stale("networkpolicies")]),
+            Format::Compact,
+            Style::default(),
+        );
+        assert!(
+            line.ends_with(
+                "; [stale] the last known pods, networkpolicies (their watch is failing)"
+            ),
+            "{line}"
+        );
+        let current = render(&event(Vec::new()), Format::Compact, Style::default());
+        assert!(!current.contains("stale"), "{current}");
     }
 }

@@ -87,6 +87,24 @@ fn incomplete(out: &mut String, explanation: &Explanation) {
     }
 }
 
+/// The `STALE:` line: kinds used while their watch was failing.
+fn stale(out: &mut String, explanation: &Explanation) {
+    let Some(first) = explanation.stale.iter().map(|stale| stale.since).min() else {
+        return;
+    };
+    let kinds: Vec<&str> = explanation
+        .stale
+        .iter()
+        .map(|stale| stale.kind.as_str())
+        .collect();
+    let _ = writeln!(
+        out,
+        "STALE:   the last known {} (their watch has failed since {}): they may have changed",
+        kinds.join(", "),
+        humantime::format_rfc3339_seconds(first)
+    );
+}
+
 /// The text form.
 pub fn render(explanation: &Explanation) -> String {
     let mut out = String::new();
@@ -100,6 +118,7 @@ pub fn render(explanation: &Explanation) -> String {
             explanation.verdict
         );
     }
+    stale(&mut out, explanation);
     let _ = writeln!(
         out,
         "flow:    {} -> {} {}/{}",
@@ -249,5 +268,67 @@ mod tests {
         assert_eq!(explanation["incomplete"][0]["kind"], "NetworkPolicy");
         assert_eq!(explanation["incomplete"][0]["name"], "isolate-api");
         assert_eq!(explanation["hints"][0]["code"], "explanation_incomplete");
+    }
+
+    /// During an API server outage the last known objects still explain a
+    /// flow, and the explanation names the kinds whose watch is failing
+    /// and since when: in text, on the compact line's wire form and in
+    /// JSON.
+    #[test]
+    fn an_explanation_made_during_an_outage_names_the_stale_kinds() {
+        let mut store = store([
+            mk_namespace("default", &[]),
+            pod(mk_pod("default", "web", "10.244.1.11", &[("app", "web")])),
+            pod(mk_pod("default", "api", "10.244.1.10", &[("app", "api")])),
+        ]);
+        let flow = Flow {
+            from: "default/web".parse().expect("from"),
+            to: "default/api".parse().expect("to"),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            original: None,
+        };
+        let current = explain(&View::new(&store), &flow).expect("explains");
+        assert!(current.stale.is_empty(), "{current:?}");
+        assert!(!render(&current).contains("STALE"));
+
+        let outage =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        let freshness = store.freshness_mut();
+        freshness.delivered(crate::enrich::store::Kind::Namespace, outage);
+        freshness.failed(
+            crate::enrich::store::Kind::Pod,
+            "connection refused".into(),
+            outage,
+        );
+        freshness.failed(
+            crate::enrich::store::Kind::NetworkPolicy,
+            "connection refused".into(),
+            outage + std::time::Duration::from_secs(5),
+        );
+        let stale = explain(&View::new(&store), &flow).expect("explains");
+        assert_eq!(
+            stale.verdict, current.verdict,
+            "the last known objects decide"
+        );
+        let text = render(&stale);
+        assert!(
+            text.contains(
+                "STALE:   the last known pods, networkpolicies (their watch has failed since 2026-11-30T"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(as_message(&stale)).expect("json");
+        let kinds: Vec<&str> = json["explanation"]["stale"]
+            .as_array()
+            .expect("stale")
+            .iter()
+            .filter_map(|kind| kind["kind"].as_str())
+            .collect();
+        assert_eq!(kinds, ["pods", "networkpolicies"], "{json}");
+        assert_eq!(
+            json["explanation"]["stale"][0]["since"], "2026-11-30T00:53:20+00:00",
+            "{json}"
+        );
     }
 }
