@@ -99,6 +99,8 @@ pub fn run(args: &[String]) -> Result<()> {
                     "dropscope-abi",
                     "-p",
                     "dropscope-proto",
+                    "-p",
+                    "xtask",
                     "--",
                 ])
                 .args(&filter)

@@ -81,6 +81,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let root = toolchain::root();
     let work = root.join("target/vm");
     let agent = root.join("target").join(MUSL).join("release/dropscope");
+    ensure_static(&agent)?;
     let initrd = initramfs(&work, &agent)?;
     let mut failures = Vec::new();
     for kernel in &kernels {
@@ -97,6 +98,46 @@ pub fn run(args: &[String]) -> Result<()> {
             "the agent failed on {failures:?}; logs in {}",
             work.display()
         );
+    }
+    Ok(())
+}
+
+/// Refuses a binary that asks for a program interpreter (`PT_INTERP`, the
+/// dynamic loader): the image (`deploy/Containerfile`, `FROM scratch`) and
+/// the VMs' initramfs hold no libc, so the agent must be static.
+fn ensure_static(binary: &Path) -> Result<()> {
+    const PT_INTERP: u32 = 3;
+    let elf = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let field = |offset: usize, width: usize| -> Option<u64> {
+        let bytes = elf.get(offset..offset + width)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)),
+        )
+    };
+    // ELF64, little-endian: e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38.
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        bail!(
+            "{} is not a 64-bit little-endian ELF file",
+            binary.display()
+        );
+    }
+    let (Some(table), Some(entry), Some(count)) = (field(0x20, 8), field(0x36, 2), field(0x38, 2))
+    else {
+        bail!("{}: truncated ELF header", binary.display());
+    };
+    for index in 0..count {
+        let at = usize::try_from(table + index * entry)?;
+        let kind = field(at, 4)
+            .with_context(|| format!("{}: truncated program header", binary.display()))?;
+        if kind == u64::from(PT_INTERP) {
+            bail!(
+                "{} is dynamically linked (it asks for a program interpreter): the image and the VMs hold no libc",
+                binary.display()
+            );
+        }
     }
     Ok(())
 }
@@ -238,4 +279,21 @@ fn boot(work: &Path, kernel: &str, initrd: &Path) -> Result<String> {
     Ok(format!(
         "{name}: attached with {hook}, {named} drops reported as NO_SOCKET"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamically_linked_binary_is_refused_and_a_non_elf_file_too() {
+        // This test binary is linked against the host's libc.
+        let this = std::env::current_exe().expect("the test binary");
+        let error = ensure_static(&this).expect_err("dynamic").to_string();
+        assert!(error.contains("dynamically linked"), "{error}");
+        let error = ensure_static(&Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect_err("a text file")
+            .to_string();
+        assert!(error.contains("not a 64-bit little-endian ELF"), "{error}");
+    }
 }
