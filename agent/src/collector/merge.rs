@@ -9,6 +9,7 @@
 use std::{
     cmp::Reverse,
     collections::BinaryHeap,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -28,7 +29,7 @@ const TICK: Duration = Duration::from_millis(50);
 struct Waiting {
     time: SystemTime,
     arrival: u64,
-    event: v1::Event,
+    event: Arc<v1::Event>,
 }
 
 impl PartialEq for Waiting {
@@ -69,7 +70,7 @@ impl Merger {
     /// publishing them to `hub` in time order within the window; at the
     /// end, publishes everything held and closes the hub (which ends every
     /// reader's stream).
-    pub async fn run(mut self, mut input: mpsc::Receiver<v1::Event>, hub: Hub) {
+    pub async fn run(mut self, mut input: mpsc::Receiver<Arc<v1::Event>>, hub: Hub) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -87,7 +88,7 @@ impl Merger {
         hub.close();
     }
 
-    fn hold(&mut self, event: v1::Event, hub: &Hub) {
+    fn hold(&mut self, event: Arc<v1::Event>, hub: &Hub) {
         let time = event
             .time
             .as_ref()
@@ -124,7 +125,7 @@ impl Merger {
 }
 
 /// Publishes one node's event with what a reader that misses it misses.
-pub(super) fn publish(hub: &Hub, event: v1::Event) {
+pub(super) fn publish(hub: &Hub, event: Arc<v1::Event>) {
     let drops = match &event.event {
         Some(v1::event::Event::Drop(drop)) => drop.new_packets,
         Some(v1::event::Event::Loss(loss)) => loss.lost_drops,
@@ -138,15 +139,15 @@ mod tests {
     use super::*;
     use crate::fanout::{FanoutConfig, Item, Start};
 
-    fn event(node: &str, seconds: u64) -> v1::Event {
-        v1::Event {
+    fn event(node: &str, seconds: u64) -> Arc<v1::Event> {
+        Arc::new(v1::Event {
             node: node.to_owned(),
             time: Some(convert::timestamp(
                 SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
             )),
             kind: v1::EventKind::Loss as i32,
             event: Some(v1::event::Event::Loss(v1::LossEvent::default())),
-        }
+        })
     }
 
     fn published(cursor: &mut crate::fanout::Cursor) -> Vec<(String, i64)> {

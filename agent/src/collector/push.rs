@@ -20,7 +20,7 @@ use crate::convert;
 #[derive(Clone)]
 pub struct Push {
     nodes: Arc<Nodes>,
-    merge: mpsc::Sender<v1::Event>,
+    merge: mpsc::Sender<Arc<v1::Event>>,
     ingest: Arc<Ingest>,
     stopping: watch::Receiver<bool>,
 }
@@ -32,7 +32,7 @@ impl Push {
     /// when `stopping` turns true.
     pub fn new(
         nodes: Arc<Nodes>,
-        merge: mpsc::Sender<v1::Event>,
+        merge: mpsc::Sender<Arc<v1::Event>>,
         ingest: Arc<Ingest>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
@@ -71,7 +71,7 @@ impl collector_server::Collector for Push {
         }
         let (stored, state) = self.nodes.connected(&hello);
         tracing::info!(node = %hello.node, version = %hello.version, stored, "agent connected");
-        let _ = self.merge.send(node_event(state)).await;
+        let _ = self.merge.send(Arc::new(node_event(state))).await;
         let (acks, outgoing) = mpsc::channel(16);
         let stream = NodeStream {
             node: hello.node,
@@ -92,7 +92,7 @@ struct NodeStream {
     /// Highest sequence stored from this agent run.
     stored: u64,
     nodes: Arc<Nodes>,
-    merge: mpsc::Sender<v1::Event>,
+    merge: mpsc::Sender<Arc<v1::Event>>,
     ingest: Arc<Ingest>,
     acks: mpsc::Sender<Result<v1::PushAck, Status>>,
 }
@@ -129,7 +129,7 @@ impl NodeStream {
             None => tracing::info!(node = %self.node, "agent disconnected"),
         }
         if let Some(state) = self.nodes.disconnected(&self.node, error) {
-            let _ = self.merge.send(node_event(state)).await;
+            let _ = self.merge.send(Arc::new(node_event(state))).await;
         }
     }
 
@@ -146,7 +146,7 @@ impl NodeStream {
                     event.node.clone_from(&self.node);
                     self.ingest.take(&mut event).await;
                     self.merge
-                        .send(event)
+                        .send(Arc::new(event))
                         .await
                         .map_err(|_| "the collector is stopping".to_owned())?;
                     self.stored = sequence;

@@ -117,7 +117,7 @@ impl Hub {
     /// `lost_drops`). It is held under its own time, so `since` means the
     /// nodes' time (also for history a collector read back at start), kept
     /// in order: never before the newest event held, never after now.
-    pub fn publish_message(&self, message: v1::Event, drops: u64) {
+    pub fn publish_message(&self, message: Arc<v1::Event>, drops: u64) {
         let now = SystemTime::now();
         let mut ring = self.ring();
         let own = message
@@ -127,7 +127,7 @@ impl Hub {
             .unwrap_or(now)
             .min(now);
         let time = ring.newest_time().map_or(own, |newest| own.max(newest));
-        let seq = ring.push(time, Arc::new(message), drops);
+        let seq = ring.push(time, message, drops);
         drop(ring);
         self.shared.published.send_replace(seq);
     }

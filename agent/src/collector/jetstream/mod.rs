@@ -167,7 +167,7 @@ impl Publisher {
     /// `input` closes or `stopping` turns true.
     pub async fn run(
         mut self,
-        mut input: mpsc::Receiver<v1::Event>,
+        mut input: mpsc::Receiver<Arc<v1::Event>>,
         mut stopping: watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(TICK);
@@ -225,7 +225,7 @@ impl Publisher {
             }
         }
         if let Some(hub) = &self.export {
-            merge::publish(hub, joined);
+            merge::publish(hub, Arc::new(joined));
         }
     }
 }
@@ -245,7 +245,7 @@ pub struct Parts {
     /// The collector's counters.
     pub metrics: Arc<CollectorMetrics>,
     /// The merge in front of the replica's hub.
-    pub merge: mpsc::Sender<v1::Event>,
+    pub merge: mpsc::Sender<Arc<v1::Event>>,
     /// The OpenTelemetry exporter's hub, when exporting.
     pub export: Option<Hub>,
     /// What every node event goes through on its way in.

@@ -42,7 +42,7 @@ pub struct Queue {
     config: NatsConfig,
     subjects: Subjects,
     consumer: String,
-    join: mpsc::Sender<v1::Event>,
+    join: mpsc::Sender<Arc<v1::Event>>,
     export: Option<Hub>,
     ingest: Arc<Ingest>,
 }
@@ -54,7 +54,7 @@ impl Queue {
     pub fn new(
         config: NatsConfig,
         consumer: String,
-        join: mpsc::Sender<v1::Event>,
+        join: mpsc::Sender<Arc<v1::Event>>,
         export: Option<Hub>,
         ingest: Arc<Ingest>,
     ) -> Self {
@@ -151,9 +151,10 @@ impl Queue {
             return Ok(());
         }
         self.ingest.take(&mut event).await;
+        let event = Arc::new(event);
         if matches!(event.event, Some(v1::event::Event::Incident(_))) {
             self.join
-                .send(event.clone())
+                .send(Arc::clone(&event))
                 .await
                 .map_err(|_| "the collector is stopping".to_owned())?;
         }

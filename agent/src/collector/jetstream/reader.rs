@@ -57,8 +57,8 @@ pub struct Reader {
     subjects: Subjects,
     history: usize,
     nodes: Arc<Nodes>,
-    merge: mpsc::Sender<v1::Event>,
-    join: mpsc::Sender<v1::Event>,
+    merge: mpsc::Sender<Arc<v1::Event>>,
+    join: mpsc::Sender<Arc<v1::Event>>,
     metrics: Arc<CollectorMetrics>,
     ingest: Arc<Ingest>,
     /// The stream sequence to read next, once known.
@@ -74,8 +74,8 @@ impl Reader {
         config: NatsConfig,
         history: usize,
         nodes: Arc<Nodes>,
-        merge: mpsc::Sender<v1::Event>,
-        join: mpsc::Sender<v1::Event>,
+        merge: mpsc::Sender<Arc<v1::Event>>,
+        join: mpsc::Sender<Arc<v1::Event>>,
         metrics: Arc<CollectorMetrics>,
         ingest: Arc<Ingest>,
     ) -> Self {
@@ -180,15 +180,16 @@ impl Reader {
                 }
                 self.ingest.take(&mut event).await;
                 self.nodes.stored(&event.node, 0, 1);
+                let event = Arc::new(event);
                 if matches!(event.event, Some(v1::event::Event::Drop(_))) {
-                    self.send(&self.join, event.clone()).await?;
+                    self.send(&self.join, Arc::clone(&event)).await?;
                 }
                 self.send(&self.merge, event).await
             }
             Some(Subject::Joined) => {
                 self.metrics.nats_message("joined");
                 match self.decode::<v1::Event>(payload) {
-                    Some(event) => self.send(&self.merge, event).await,
+                    Some(event) => self.send(&self.merge, Arc::new(event)).await,
                     None => Ok(()),
                 }
             }
@@ -240,7 +241,11 @@ impl Reader {
         }
     }
 
-    async fn send(&self, to: &mpsc::Sender<v1::Event>, event: v1::Event) -> Result<(), String> {
+    async fn send(
+        &self,
+        to: &mpsc::Sender<Arc<v1::Event>>,
+        event: Arc<v1::Event>,
+    ) -> Result<(), String> {
         to.send(event)
             .await
             .map_err(|_| "the collector is stopping".to_owned())
@@ -257,7 +262,7 @@ impl Reader {
             heard.connected = true;
             let (_, state) = self.nodes.connected(hello);
             tracing::info!(node = %hello.node, version = %hello.version, "node publishing to NATS");
-            return self.send(&self.merge, node_event(state)).await;
+            return self.send(&self.merge, Arc::new(node_event(state))).await;
         }
         Ok(())
     }
@@ -274,7 +279,7 @@ impl Reader {
         for node in gone {
             tracing::info!(node = %node, quiet_for = ?STALE, "node stopped publishing to NATS");
             if let Some(state) = self.nodes.disconnected(&node, None) {
-                self.send(&self.merge, node_event(state)).await?;
+                self.send(&self.merge, Arc::new(node_event(state))).await?;
             }
         }
         Ok(())

@@ -76,11 +76,23 @@ impl Default for JoinConfig {
 /// A node's flow or incident: the node's name and its own id.
 type Id = (String, u64);
 
-/// A drop waiting.
+/// A drop waiting: the node's event itself, shared with the merge and
+/// the hub (a copy per waiting drop would double the collector's memory
+/// at full rate), and its tuples.
 #[derive(Debug)]
 struct WaitingDrop {
-    drop: v1::DropEvent,
+    event: Arc<v1::Event>,
     tuples: DropTuples,
+}
+
+impl WaitingDrop {
+    /// The drop (always there: only drop events are made waiting drops).
+    fn drop(&self) -> Option<&v1::DropEvent> {
+        match &self.event.event {
+            Some(v1::event::Event::Drop(drop)) => Some(drop),
+            _ => None,
+        }
+    }
 }
 
 /// An incident waiting.
@@ -136,9 +148,9 @@ impl Joins {
 
     /// Takes one node's event at `now` (the collector's clock); returns
     /// the cluster incidents it completes.
-    pub fn offer(&mut self, event: &v1::Event, now: SystemTime) -> Vec<v1::Event> {
+    pub fn offer(&mut self, event: &Arc<v1::Event>, now: SystemTime) -> Vec<v1::Event> {
         let joined = match &event.event {
-            Some(v1::event::Event::Drop(drop)) => self.offer_drop(&event.node, drop, now),
+            Some(v1::event::Event::Drop(drop)) => self.offer_drop(event, drop, now),
             Some(v1::event::Event::Incident(incident)) => self
                 .offer_incident(&event.node, incident, now)
                 .into_iter()
@@ -209,7 +221,13 @@ impl Joins {
         None
     }
 
-    fn offer_drop(&mut self, node: &str, drop: &v1::DropEvent, now: SystemTime) -> Vec<v1::Event> {
+    fn offer_drop(
+        &mut self,
+        event: &Arc<v1::Event>,
+        drop: &v1::DropEvent,
+        now: SystemTime,
+    ) -> Vec<v1::Event> {
+        let node = event.node.as_str();
         let id = (node.to_owned(), drop.flow_id);
         if let Some(waiting) = self.drops.remove(&id) {
             for key in waiting.tuples.keys() {
@@ -222,7 +240,7 @@ impl Joins {
             index(&mut self.drops_by_key, *key, &id);
         }
         let waiting = WaitingDrop {
-            drop: drop.clone(),
+            event: Arc::clone(event),
             tuples,
         };
         if let Some((left, waiting)) = self.drops.insert(id, waiting, now + self.config.wait) {
@@ -273,13 +291,17 @@ impl Joins {
             if id.0 == node {
                 continue;
             }
-            let Some(waiting) = self.drops.get(id) else {
+            let Some((waiting, drop)) = self
+                .drops
+                .get(id)
+                .and_then(|waiting| Some((waiting, waiting.drop()?)))
+            else {
                 continue;
             };
             let Some(matched) = waiting.tuples.matches(tuples) else {
                 continue;
             };
-            if !self.in_time(incident, &waiting.drop) {
+            if !self.in_time(incident, drop) {
                 continue;
             }
             let entry = by_node
@@ -288,7 +310,7 @@ impl Joins {
             if tuples::rank(matched) > tuples::rank(entry.0) {
                 entry.0 = matched;
             }
-            entry.1.push(&waiting.drop);
+            entry.1.push(drop);
         }
         let (remote, (matched, mut drops)) =
             by_node.into_iter().max_by_key(|(_, (matched, drops))| {
@@ -445,8 +467,8 @@ impl Joiner {
     /// `output`).
     pub async fn run(
         mut self,
-        mut input: mpsc::Receiver<v1::Event>,
-        output: mpsc::Sender<v1::Event>,
+        mut input: mpsc::Receiver<Arc<v1::Event>>,
+        output: mpsc::Sender<Arc<v1::Event>>,
         mut stopping: watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(TICK);
@@ -474,12 +496,16 @@ impl Joiner {
 
     /// Passes `event` and what it completes on; `Err` when the merge
     /// stopped taking events.
-    async fn pass(&mut self, event: v1::Event, output: &mpsc::Sender<v1::Event>) -> Result<(), ()> {
+    async fn pass(
+        &mut self,
+        event: Arc<v1::Event>,
+        output: &mpsc::Sender<Arc<v1::Event>>,
+    ) -> Result<(), ()> {
         let joined = self.joins.offer(&event, SystemTime::now());
         output.send(event).await.map_err(drop)?;
         for event in joined {
             tracing::debug!(node = %event.node, "incident joined across nodes");
-            output.send(event).await.map_err(drop)?;
+            output.send(Arc::new(event)).await.map_err(drop)?;
         }
         Ok(())
     }

@@ -32,6 +32,18 @@ fn tcp(from: (&str, u32), to: (&str, u32)) -> v1::Tuple {
     }
 }
 
+/// [`Joins::offer`] of an event built here (the collector hands it the
+/// `Arc` it also publishes).
+trait OfferCopy {
+    fn offer_copy(&mut self, event: &v1::Event, now: SystemTime) -> Vec<v1::Event>;
+}
+
+impl OfferCopy for Joins {
+    fn offer_copy(&mut self, event: &v1::Event, now: SystemTime) -> Vec<v1::Event> {
+        self.offer(&std::sync::Arc::new(event.clone()), now)
+    }
+}
+
 /// A connect timeout decided on `node` at `place`, flow `flow`, from
 /// second `first` to `last`.
 fn incident(
@@ -136,10 +148,10 @@ fn a_drop_on_another_node_joins_the_incident_that_arrives_later() {
     let flow = tcp(CLIENT, BACKEND);
     assert!(
         joins
-            .offer(&drop_on("b", flow, None, (100, 103)), at(101))
+            .offer_copy(&drop_on("b", flow, None, (100, 103)), at(101))
             .is_empty()
     );
-    let out = joins.offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108));
+    let out = joins.offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108));
     assert_eq!(
         out[0].node, "a",
         "the event is the deciding node's incident"
@@ -168,10 +180,10 @@ fn an_incident_waiting_joins_the_drop_that_arrives_later() {
     let (mut joins, metrics) = joins(JoinConfig::default());
     assert!(
         joins
-            .offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
+            .offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
             .is_empty()
     );
-    let out = joins.offer(
+    let out = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(110),
     );
@@ -186,11 +198,11 @@ fn an_incident_waiting_joins_the_drop_that_arrives_later() {
 fn a_service_dnat_on_the_client_node_matches_by_the_client_socket() {
     // The incident knows the VIP only; node b sees the backend.
     let (mut joins, metrics) = joins(JoinConfig::default());
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(101),
     );
-    let out = joins.offer(&beyond("a", tcp(CLIENT, VIP)), at(108));
+    let out = joins.offer_copy(&beyond("a", tcp(CLIENT, VIP)), at(108));
     assert_eq!(
         remote(the_join(&out)).r#match,
         v1::TupleMatch::Source as i32
@@ -206,11 +218,11 @@ fn a_nodeport_dnat_and_masquerade_on_the_dropping_node_match_by_its_original_tup
     let packet = tcp(("192.168.0.12", 61_000), BACKEND);
     let original = tcp(CLIENT, NODE_B);
     let reply = tcp(BACKEND, ("192.168.0.12", 61_000));
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", packet, Some((original, reply)), (100, 103)),
         at(101),
     );
-    let out = joins.offer(&beyond("a", tcp(CLIENT, NODE_B)), at(108));
+    let out = joins.offer_copy(&beyond("a", tcp(CLIENT, NODE_B)), at(108));
     assert_eq!(
         remote(the_join(&out)).r#match,
         v1::TupleMatch::Original as i32
@@ -225,7 +237,7 @@ fn a_translated_tuple_matches_when_the_original_does_not() {
     let (mut joins, _) = joins(JoinConfig::default());
     let original = tcp(CLIENT, VIP);
     let reply = tcp(BACKEND, CLIENT);
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on(
             "b",
             tcp(CLIENT, BACKEND),
@@ -234,7 +246,7 @@ fn a_translated_tuple_matches_when_the_original_does_not() {
         ),
         at(101),
     );
-    let out = joins.offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108));
+    let out = joins.offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108));
     assert_eq!(
         remote(the_join(&out)).r#match,
         v1::TupleMatch::Translated as i32
@@ -244,13 +256,13 @@ fn a_translated_tuple_matches_when_the_original_does_not() {
 #[test]
 fn another_client_port_never_matches() {
     let (mut joins, metrics) = joins(JoinConfig::default());
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp((CLIENT.0, 41_001), BACKEND), None, (100, 103)),
         at(101),
     );
     assert!(
         joins
-            .offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
+            .offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
             .is_empty()
     );
     joins.expire(at(108) + JoinConfig::default().wait);
@@ -260,13 +272,13 @@ fn another_client_port_never_matches() {
 #[test]
 fn a_drop_on_the_incident_own_node_is_not_a_join() {
     let (mut joins, _) = joins(JoinConfig::default());
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("a", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(101),
     );
     assert!(
         joins
-            .offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
+            .offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
             .is_empty()
     );
 }
@@ -274,7 +286,7 @@ fn a_drop_on_the_incident_own_node_is_not_a_join() {
 #[test]
 fn incidents_decided_on_their_node_are_not_joined() {
     let (mut joins, metrics) = joins(JoinConfig::default());
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(101),
     );
@@ -284,7 +296,7 @@ fn incidents_decided_on_their_node_are_not_joined() {
         v1::FailurePlace::NotFailed,
     ] {
         let event = incident("a", 9, place, tcp(CLIENT, BACKEND), (100, 107));
-        assert!(joins.offer(&event, at(108)).is_empty(), "{place:?}");
+        assert!(joins.offer_copy(&event, at(108)).is_empty(), "{place:?}");
     }
     let unseen = incident(
         "a",
@@ -293,7 +305,7 @@ fn incidents_decided_on_their_node_are_not_joined() {
         tcp(CLIENT, BACKEND),
         (100, 107),
     );
-    assert_eq!(joins.offer(&unseen, at(108)).len(), 1, "UNSEEN joins");
+    assert_eq!(joins.offer_copy(&unseen, at(108)).len(), 1, "UNSEEN joins");
     joins.expire(at(10_000));
     assert_eq!(
         metrics.unjoined_incidents(),
@@ -310,10 +322,10 @@ fn a_drop_outside_the_time_window_does_not_join() {
     };
     let (mut joins, metrics) = joins(config);
     // Dropped up to second 90; the incident's evidence starts at 100.
-    let _ = joins.offer(&drop_on("b", tcp(CLIENT, BACKEND), None, (80, 90)), at(91));
+    let _ = joins.offer_copy(&drop_on("b", tcp(CLIENT, BACKEND), None, (80, 90)), at(91));
     assert!(
         joins
-            .offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
+            .offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
             .is_empty()
     );
     // Dropped from second 113, past the incident's last evidence (107) + 5.
@@ -327,10 +339,13 @@ fn a_drop_outside_the_time_window_does_not_join() {
         },
         ..late
     };
-    assert!(joins.offer(&late, at(115)).is_empty());
+    assert!(joins.offer_copy(&late, at(115)).is_empty());
     // Within the window on both sides: clocks 4 s apart.
     let skewed = drop_on("c", tcp(CLIENT, BACKEND), None, (96, 111));
-    assert_eq!(remote(the_join(&joins.offer(&skewed, at(116)))).node, "c");
+    assert_eq!(
+        remote(the_join(&joins.offer_copy(&skewed, at(116)))).node,
+        "c"
+    );
     assert_eq!(metrics.joins(v1::TupleMatch::Original), 1);
 }
 
@@ -341,14 +356,14 @@ fn a_drop_whose_wait_ended_is_gone_and_a_lone_incident_counts_as_unjoined() {
         ..JoinConfig::default()
     };
     let (mut joins, metrics) = joins(config);
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(101),
     );
     joins.expire(at(131));
     assert!(
         joins
-            .offer(&beyond("a", tcp(CLIENT, BACKEND)), at(132))
+            .offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(132))
             .is_empty(),
         "the drop stopped waiting at 131"
     );
@@ -356,7 +371,7 @@ fn a_drop_whose_wait_ended_is_gone_and_a_lone_incident_counts_as_unjoined() {
     assert_eq!(metrics.unjoined_incidents(), 0, "waits until 162");
     joins.expire(at(162));
     assert_eq!(metrics.unjoined_incidents(), 1);
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(163),
     );
@@ -370,16 +385,16 @@ fn an_update_of_a_drop_keeps_it_waiting_longer() {
         ..JoinConfig::default()
     };
     let (mut joins, _) = joins(config);
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 100)),
         at(100),
     );
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 125)),
         at(125),
     );
     joins.expire(at(140));
-    let out = joins.offer(
+    let out = joins.offer_copy(
         &incident(
             "a",
             7,
@@ -418,20 +433,20 @@ fn the_bound_lets_the_oldest_go_and_counts_it() {
         tcp((CLIENT.0, 41_002), BACKEND),
         (100, 107),
     );
-    let _ = joins.offer(&first, at(108));
-    let _ = joins.offer(&second, at(109));
+    let _ = joins.offer_copy(&first, at(108));
+    let _ = joins.offer_copy(&second, at(109));
     assert_eq!(metrics.join_losses(Waiting::Incident), 1);
     // The first incident no longer waits: its drop joins nothing.
     assert!(
         joins
-            .offer(
+            .offer_copy(
                 &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
                 at(110)
             )
             .is_empty()
     );
     let other = drop_on("c", tcp(("10.0.1.6", 1), BACKEND), None, (100, 103));
-    let _ = joins.offer(&other, at(111));
+    let _ = joins.offer_copy(&other, at(111));
     assert_eq!(metrics.join_losses(Waiting::Drop), 1);
     joins.expire(at(10_000));
     assert_eq!(metrics.unjoined_incidents(), 1, "the second waited in vain");
@@ -442,13 +457,13 @@ fn the_node_with_the_best_match_wins() {
     let (mut joins, _) = joins(JoinConfig::default());
     // c sees only the client's socket (after a DNAT elsewhere); b's
     // conntrack has the very flow.
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("c", tcp(CLIENT, BACKEND), None, (100, 106)),
         at(101),
     );
     let original = tcp(CLIENT, VIP);
     let reply = tcp(BACKEND, CLIENT);
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on(
             "b",
             tcp(CLIENT, BACKEND),
@@ -457,7 +472,7 @@ fn the_node_with_the_best_match_wins() {
         ),
         at(102),
     );
-    let out = joins.offer(&beyond("a", tcp(CLIENT, VIP)), at(108));
+    let out = joins.offer_copy(&beyond("a", tcp(CLIENT, VIP)), at(108));
     let remote = remote(the_join(&out));
     assert_eq!(remote.node, "b");
     assert_eq!(remote.r#match, v1::TupleMatch::Original as i32);
@@ -466,13 +481,13 @@ fn the_node_with_the_best_match_wins() {
 #[test]
 fn a_later_state_of_a_joined_incident_is_not_joined_again() {
     let (mut joins, metrics) = joins(JoinConfig::default());
-    let _ = joins.offer(
+    let _ = joins.offer_copy(
         &drop_on("b", tcp(CLIENT, BACKEND), None, (100, 103)),
         at(101),
     );
     assert_eq!(
         joins
-            .offer(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
+            .offer_copy(&beyond("a", tcp(CLIENT, BACKEND)), at(108))
             .len(),
         1
     );
@@ -480,7 +495,7 @@ fn a_later_state_of_a_joined_incident_is_not_joined_again() {
     if let Some(v1::event::Event::Incident(incident)) = update.event.as_mut() {
         incident.event_kind = v1::IncidentEventKind::Update as i32;
     }
-    assert!(joins.offer(&update, at(109)).is_empty());
+    assert!(joins.offer_copy(&update, at(109)).is_empty());
     joins.expire(at(10_000));
     assert_eq!(metrics.joins(v1::TupleMatch::Original), 1);
     assert_eq!(metrics.unjoined_incidents(), 0);
