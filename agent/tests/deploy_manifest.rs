@@ -666,6 +666,22 @@ fn the_collector_settings_are_flags_it_accepts_and_it_runs_unprivileged() {
             Some(4245),
             "{file}: the Service exposes the gRPC port"
         );
+        // Held events cost about 10 KB each at full rate (BENCHMARKS.md,
+        // collector_ceiling): the limit must hold the history with room.
+        let history: u64 = env_value(container, "DROPSCOPE_HISTORY")
+            .expect("DROPSCOPE_HISTORY is set")
+            .parse()
+            .expect("a count");
+        let limit = container["resources"]["limits"]["memory"]
+            .as_str()
+            .and_then(|limit| limit.strip_suffix("Mi"))
+            .and_then(|mebibytes| mebibytes.parse::<u64>().ok())
+            .expect("a memory limit in Mi");
+        let needed = history * 12 * 1024 / (1024 * 1024) + 256;
+        assert!(
+            limit >= needed,
+            "{file}: {history} held events need about {needed} MiB at full rate, the limit is {limit} MiB"
+        );
     }
 }
 
