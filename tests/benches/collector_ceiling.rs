@@ -9,7 +9,12 @@
 //! - the latency from an event's time (set as the simulated agent sends
 //!   it) to its arrival on an `observe --follow` stream through the
 //!   collector, p50/p99/max, at a paced 2,000 events/s from 4 agents, with
-//!   the default 1 s merge window and with a 100 ms one.
+//!   the default 1 s merge window and with a 100 ms one;
+//! - the same rate and latency through NATS JetStream (`--nats`): the
+//!   simulated agents publish to a real `nats-server -js` as agents do
+//!   (one subject per node, each publish acknowledged, at most
+//!   [`NATS_WINDOW`] unacknowledged), and the collector reads the stream
+//!   as a replica.
 //!
 //! Simulated agents make the load; the real agents' correctness against a
 //! collector is `tests/tests/collector.rs`'s. `cargo xtask bench [--quick]`
@@ -29,6 +34,7 @@ use dropscope_e2e::lab::{
     Collector, SocketPath,
     client::{self, rss_bytes, timestamp},
     cpu_clock::CpuClock,
+    nats::NatsServer,
 };
 use dropscope_proto::v1::{
     self, EventBatch, Hello, ObserveRequest, PushRequest, collector_client::CollectorClient,
@@ -38,28 +44,78 @@ use tokio_stream::StreamExt as _;
 
 /// Events per pushed batch.
 const BATCH: usize = 256;
+/// Publishes a simulated agent has not had acknowledged by JetStream, at
+/// most (the agent's own window is larger; this keeps the bench's memory
+/// small and is enough to keep the server busy).
+const NATS_WINDOW: usize = 1024;
+
+/// How the simulated agents reach the collector.
+#[derive(Clone, Debug)]
+enum Route {
+    /// `Collector.Push` to the collector's Unix socket.
+    Push,
+    /// Published to the JetStream server at this URL (process id), in a
+    /// stream of the run's own, which the collector reads as a replica.
+    Nats(String, u32),
+}
+
+impl Route {
+    /// The collector's arguments for this route and merge window; a NATS
+    /// run gets a new stream, so the replica reads no earlier run back.
+    fn collector_args(&self, merge_window: &str) -> (Vec<String>, Option<String>) {
+        let mut args = vec!["--merge-window".to_owned(), merge_window.to_owned()];
+        match self {
+            Self::Push => (args, None),
+            Self::Nats(url, _) => {
+                static RUNS: AtomicU64 = AtomicU64::new(0);
+                let stream = format!(
+                    "bench{}x{}",
+                    std::process::id(),
+                    RUNS.fetch_add(1, Ordering::Relaxed)
+                );
+                args.extend(["--nats".to_owned(), url.clone()]);
+                args.extend(["--nats-stream".to_owned(), stream.clone()]);
+                (args, Some(stream))
+            }
+        }
+    }
+}
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let seconds = if quick { 3 } else { 15 };
     let runtime = client::runtime()?;
 
-    let one = runtime.block_on(ceiling(1, seconds, "100ms"))?;
-    let four = runtime.block_on(ceiling(4, seconds, "100ms"))?;
-    let latency_1s = runtime.block_on(latency(4, 2_000, seconds, "1s"))?;
-    let latency_100ms = runtime.block_on(latency(4, 2_000, seconds, "100ms"))?;
+    let nats_server = NatsServer::start()?;
+    let nats = Route::Nats(
+        nats_server.url(),
+        nats_server.pid().context("nats-server runs")?,
+    );
+
+    let one = runtime.block_on(ceiling(&Route::Push, 1, seconds, "100ms"))?;
+    let four = runtime.block_on(ceiling(&Route::Push, 4, seconds, "100ms"))?;
+    let four_nats = runtime.block_on(ceiling(&nats, 4, seconds, "100ms"))?;
+    let latency_1s = runtime.block_on(latency(&Route::Push, 4, 2_000, seconds, "1s"))?;
+    let latency_100ms = runtime.block_on(latency(&Route::Push, 4, 2_000, seconds, "100ms"))?;
+    let latency_nats = runtime.block_on(latency(&nats, 4, 2_000, seconds, "100ms"))?;
 
     println!(
-        "| agents pushing at full speed | events/s delivered | vs 1 agent | collector CPU % of a core | collector RSS MiB |"
+        "| agents sending at full speed | events/s delivered | vs 1 agent | collector CPU % of a core | collector RSS MiB | nats-server CPU % of a core |"
     );
-    println!("|---|---:|---:|---:|---:|");
-    for (name, run) in [("1 agent (baseline)", &one), ("4 agents", &four)] {
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, run) in [
+        ("1 agent (baseline)", &one),
+        ("4 agents", &four),
+        ("4 agents through NATS JetStream", &four_nats),
+    ] {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            "| {name} | {:.0} | {:.2} | {:.0} | {:.0} | {} |",
             run.rate,
             run.rate / one.rate,
             run.cpu_percent,
-            run.rss_bytes as f64 / 1048576.0
+            run.rss_bytes as f64 / 1048576.0,
+            run.broker_cpu_percent
+                .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.0}"))
         );
     }
     println!("| event time → observe, 4 agents, 2,000 events/s | p50 ms | p99 ms | max ms |");
@@ -67,6 +123,7 @@ fn main() -> Result<()> {
     for (name, measured) in [
         ("merge window 1 s", &latency_1s),
         ("merge window 100 ms", &latency_100ms),
+        ("through NATS JetStream, merge window 100 ms", &latency_nats),
     ] {
         println!(
             "| {name} | {:.0} | {:.0} | {:.0} |",
@@ -79,10 +136,18 @@ fn main() -> Result<()> {
         "quick": quick,
         "seconds": seconds,
         "batch": BATCH,
-        "ceiling": [one.json("1 agent (baseline)", &one), four.json("4 agents", &one)],
+        "ceiling": [
+            one.json("1 agent (baseline)", &one),
+            four.json("4 agents", &one),
+            four_nats.json("4 agents through NATS JetStream", &one),
+        ],
         "latency_ms": [
             latency_json("4 agents, 2000 events/s, merge window 1s", &latency_1s),
             latency_json("4 agents, 2000 events/s, merge window 100ms", &latency_100ms),
+            latency_json(
+                "4 agents through NATS JetStream, 2000 events/s, merge window 100ms",
+                &latency_nats,
+            ),
         ],
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
@@ -100,6 +165,8 @@ struct Ceiling {
     rate: f64,
     cpu_percent: f64,
     rss_bytes: u64,
+    /// nats-server's CPU over the same time, through NATS.
+    broker_cpu_percent: Option<f64>,
 }
 
 impl Ceiling {
@@ -111,37 +178,42 @@ impl Ceiling {
             "ratio": self.rate / baseline.rate,
             "cpu_percent": self.cpu_percent,
             "rss_bytes": self.rss_bytes,
+            "nats_server_cpu_percent": self.broker_cpu_percent,
         })
     }
 }
 
-/// `agents` simulated agents push as fast as a fresh collector takes it
-/// for `seconds`; a follow stream counts what it delivers.
-async fn ceiling(agents: usize, seconds: u64, merge_window: &str) -> Result<Ceiling> {
+/// `agents` simulated agents send by `route` as fast as a fresh collector
+/// takes it for `seconds`; a follow stream counts what it delivers.
+async fn ceiling(
+    route: &Route,
+    agents: usize,
+    seconds: u64,
+    merge_window: &str,
+) -> Result<Ceiling> {
     let socket = SocketPath::new("bench-collector");
-    let collector = Collector::start(&socket.listen(), &["--merge-window", merge_window])?;
+    let (args, stream) = route.collector_args(merge_window);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let collector = Collector::start(&socket.listen(), &args)?;
     let server = collector.server();
     let delivered = Arc::new(AtomicU64::new(0));
     let observer = follow(&server, Arc::clone(&delivered), None).await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut pushers = Vec::new();
-    for agent in 0..agents {
-        pushers.push(tokio::spawn(push(
-            server.clone(),
-            agent,
-            None,
-            Arc::clone(&stop),
-        )));
-    }
+    let pushers = send_from(route, stream, &server, agents, None, &stop);
     // Warm up, then measure.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cpu = CpuClock::start(collector.pid())?;
+    let broker_cpu = match route {
+        Route::Nats(_, pid) => Some(CpuClock::start(*pid)?),
+        Route::Push => None,
+    };
     let before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let events = delivered.load(Ordering::Relaxed) - before;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_percent = cpu.percent()?;
+    let broker_cpu_percent = broker_cpu.map(|cpu| cpu.percent()).transpose()?;
     let rss = rss_bytes(collector.pid())?;
     stop.store(true, Ordering::Relaxed);
     for pusher in pushers {
@@ -159,29 +231,30 @@ async fn ceiling(agents: usize, seconds: u64, merge_window: &str) -> Result<Ceil
         rate: events as f64 / elapsed,
         cpu_percent,
         rss_bytes: rss,
+        broker_cpu_percent,
     })
 }
 
 /// Milliseconds from each event's time to its arrival at a follow stream,
-/// `agents` simulated agents sending `rate` events/s in all.
-async fn latency(agents: usize, rate: u64, seconds: u64, merge_window: &str) -> Result<Vec<f64>> {
+/// `agents` simulated agents sending `rate` events/s in all by `route`.
+async fn latency(
+    route: &Route,
+    agents: usize,
+    rate: u64,
+    seconds: u64,
+    merge_window: &str,
+) -> Result<Vec<f64>> {
     let socket = SocketPath::new("bench-collector");
-    let collector = Collector::start(&socket.listen(), &["--merge-window", merge_window])?;
+    let (args, stream) = route.collector_args(merge_window);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let collector = Collector::start(&socket.listen(), &args)?;
     let server = collector.server();
     let delivered = Arc::new(AtomicU64::new(0));
     let (sink, mut delays) = tokio::sync::mpsc::unbounded_channel();
     let observer = follow(&server, Arc::clone(&delivered), Some(sink)).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let per_agent = rate / agents as u64;
-    let mut pushers = Vec::new();
-    for agent in 0..agents {
-        pushers.push(tokio::spawn(push(
-            server.clone(),
-            agent,
-            Some(per_agent),
-            Arc::clone(&stop),
-        )));
-    }
+    let pushers = send_from(route, stream, &server, agents, Some(per_agent), &stop);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     for pusher in pushers {
@@ -238,6 +311,84 @@ async fn follow(
             }
         }
     }))
+}
+
+/// `agents` simulated agents sending by `route` (to the collector at
+/// `server`, or to the NATS `stream`) until `stop`.
+fn send_from(
+    route: &Route,
+    stream: Option<String>,
+    server: &str,
+    agents: usize,
+    rate: Option<u64>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    (0..agents)
+        .map(|agent| match (route, &stream) {
+            (Route::Nats(url, _), Some(stream)) => tokio::spawn(publish(
+                url.clone(),
+                stream.clone(),
+                agent,
+                rate,
+                Arc::clone(stop),
+            )),
+            _ => tokio::spawn(push(server.to_owned(), agent, rate, Arc::clone(stop))),
+        })
+        .collect()
+}
+
+/// One simulated agent `bench-node-<agent>` publishing to JetStream as an
+/// agent does: each event on its node's subject of `stream`, with a
+/// message id, acknowledgements awaited oldest first with at most
+/// [`NATS_WINDOW`] outstanding; at `rate` events/s when given. Waits (at
+/// most 30 s) for the collector to have made the stream.
+async fn publish(
+    url: String,
+    stream: String,
+    agent: usize,
+    rate: Option<u64>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let client = async_nats::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let jetstream = async_nats::jetstream::new(client);
+    let made = Instant::now();
+    while jetstream.get_stream(&stream).await.is_err() {
+        if made.elapsed() > Duration::from_secs(30) {
+            bail!("the collector made no stream {stream} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let node = format!("bench-node-{agent}");
+    let subject = format!("{stream}.v1.events.{node}");
+    let mut pending = std::collections::VecDeque::new();
+    let started = Instant::now();
+    let mut sequence = 1u64;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(sequence as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let payload = prost::Message::encode_to_vec(&drop_event(&node, sequence));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{node}-{sequence}").as_str());
+        let ack = jetstream
+            .publish_with_headers(subject.clone(), headers, payload.into())
+            .await
+            .with_context(|| format!("publishing to {subject}"))?;
+        pending.push_back(ack);
+        if pending.len() >= NATS_WINDOW
+            && let Some(oldest) = pending.pop_front()
+        {
+            oldest.await.context("a publish was not acknowledged")?;
+        }
+        sequence += 1;
+    }
+    for ack in pending {
+        ack.await.context("a publish was not acknowledged")?;
+    }
+    Ok(())
 }
 
 /// One simulated agent `bench-node-<agent>`: Hello, then batches of
