@@ -228,7 +228,7 @@ fn observe_through_the_collector_sees_both_nodes() -> Result<()> {
 }
 
 #[test]
-fn a_killed_agent_shows_as_unavailable() -> Result<()> {
+fn a_killed_agent_shows_as_unavailable_until_it_comes_back() -> Result<()> {
     const PORT: u16 = 7202;
     let mut lab = Lab::new()?;
     let client_pod = lab.add_pod("client")?;
@@ -298,7 +298,36 @@ fn a_killed_agent_shows_as_unavailable() -> Result<()> {
     seen.wait_for(WAIT, "the survivor's drop after the kill", |events| {
         new_from_each(&lab, events, std::slice::from_ref(node_a), 43_202).then_some(())
     })?;
+
+    // The node's agent comes back (a DaemonSet restarts it): the stream
+    // and the status say it is connected again, and its drops arrive.
+    let restarted = agent_of(node_b, &Route::push(&server), &[])?;
+    seen.wait_for(
+        WAIT,
+        &format!("the stream telling {node_b} connected again"),
+        |events| {
+            let gone_at = events.iter().position(|event| tells_gone(event, node_b))?;
+            events[gone_at..]
+                .iter()
+                .filter_map(node_state_of)
+                .any(|state| &state.node == node_b && is_connected(state))
+                .then_some(())
+        },
+    )?;
+    let status = runtime.block_on(collector::status(&server))?;
+    let back = node_in(&status, node_b).context("the restarted node is listed")?;
+    assert!(is_connected(back), "{back:#?}");
+    send_udp(
+        &client_pod.netns,
+        vec![43_203],
+        SocketAddr::new(gateway, PORT),
+        1,
+    )?;
+    seen.wait_for(WAIT, "a drop from both nodes after the restart", |events| {
+        new_from_each(&lab, events, &nodes, 43_203).then_some(())
+    })?;
     drop(seen);
+    restarted.stop()?;
     survivor.stop()?;
     collector.stop(STOP)?;
     Ok(())
