@@ -122,7 +122,7 @@ pub async fn run_agent(config: AgentConfig) -> Result<(), Error> {
         metadata_source: match config.metadata {
             MetadataConfig::Standalone => MetadataSource::None,
             MetadataConfig::Snapshot(_) => MetadataSource::Snapshot,
-            MetadataConfig::Kubernetes => MetadataSource::Kubernetes,
+            MetadataConfig::Kubernetes(_) => MetadataSource::Kubernetes,
         },
         reasons: Arc::new(OnceLock::new()),
     };

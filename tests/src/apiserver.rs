@@ -11,15 +11,21 @@
 //! - `?watch=1&resourceVersion=N`: a chunked stream of JSON lines (`ADDED`,
 //!   `MODIFIED`, `DELETED`) of every change after `N`, then of changes as
 //!   they happen; `BOOKMARK` events when the client allows them; the stream
-//!   ends after `timeoutSeconds`;
+//!   ends after `timeoutSeconds`, or earlier when the server's own limit
+//!   is shorter ([`TestApiServer::limit_watches`]), as the API server's
+//!   `--min-request-timeout` makes it;
 //! - a watch from a resource version older than the retained history gets
 //!   the API server's answer: HTTP 200 and one `ERROR` event carrying a
 //!   `Status` with code 410 (`Expired`), which forces the client to list
 //!   again ([`TestApiServer::compact`]);
 //! - `403 Forbidden` with a `Status` body for a kind the client's RBAC does
 //!   not allow ([`TestApiServer::forbid`]);
-//! - outages (connections refused while down, open watches ended) and cut
-//!   watch streams ([`TestApiServer::cut_watches`]).
+//! - outages (connections refused while down, open watches ended), cut
+//!   watch streams ([`TestApiServer::cut_watches`]), watches that go silent
+//!   with their connection still open, as behind a proxy that lost the
+//!   other side ([`TestApiServer::stall_watches`]), and slow connections
+//!   that deliver every answer a few bytes at a time
+//!   ([`TestApiServer::slow_down`]).
 //!
 //! Plain HTTP/1.1 on loopback, one thread per connection, `Connection:
 //! close` on every response. [`TestApiServer::kubeconfig`] writes a
@@ -131,6 +137,14 @@ struct State {
     forbidden: HashSet<&'static str>,
     /// Bumped to end every open watch.
     cuts: u64,
+    /// Bumped to silence every open watch (connection kept, nothing sent).
+    stalls: u64,
+    /// The server's own limit on a watch's length, when shorter than the
+    /// client's `timeoutSeconds`.
+    watch_limit: Option<Duration>,
+    /// A slow connection: answers go out `SLOW_PIECE` bytes at a time,
+    /// this long apart.
+    slow: Option<Duration>,
     /// While false, connections are closed unanswered.
     up: bool,
     /// Requests served, by path and whether they were watches.
@@ -284,6 +298,28 @@ impl TestApiServer {
         self.shared.changed.notify_all();
     }
 
+    /// Silences every open watch: its connection stays open but nothing
+    /// more arrives on it, neither events nor bookmarks nor the end of the
+    /// stream (a proxy or NAT that lost the other side). Watches opened
+    /// afterwards are served normally.
+    pub fn stall_watches(&self) {
+        self.shared.lock().stalls += 1;
+        self.shared.changed.notify_all();
+    }
+
+    /// Ends every watch after `limit` at most, whatever `timeoutSeconds`
+    /// the client asked for.
+    pub fn limit_watches(&self, limit: Duration) {
+        self.shared.lock().watch_limit = Some(limit);
+    }
+
+    /// A slow connection from now on: every answer (status line, headers,
+    /// list bodies, watch events) goes out a few bytes at a time, `pause`
+    /// apart.
+    pub fn slow_down(&self, pause: Duration) {
+        self.shared.lock().slow = Some(pause);
+    }
+
     /// An outage (`false`: connections are closed unanswered and open
     /// watches end) or the end of one.
     pub fn set_up(&self, up: bool) {
@@ -363,11 +399,42 @@ fn read_request(stream: &TcpStream) -> Result<Request> {
     })
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) -> Result<()> {
-    if !shared.lock().up {
-        return Ok(());
+/// How many bytes a slow connection delivers at a time.
+const SLOW_PIECE: usize = 16;
+
+/// The answer's side of a connection: fast, or slow (a few bytes at a
+/// time, a pause after each).
+struct Paced {
+    stream: TcpStream,
+    pause: Option<Duration>,
+}
+
+impl std::io::Write for Paced {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let Some(pause) = self.pause else {
+            return self.stream.write(bytes);
+        };
+        let written = self.stream.write(&bytes[..bytes.len().min(SLOW_PIECE)])?;
+        self.stream.flush()?;
+        std::thread::sleep(pause);
+        Ok(written)
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
+    let pause = {
+        let state = shared.lock();
+        if !state.up {
+            return Ok(());
+        }
+        state.slow
+    };
     let request = read_request(&stream)?;
+    let mut stream = Paced { stream, pause };
     if request.path == "/version" {
         let version = json!({
             "major": "1", "minor": "33", "gitVersion": "v1.33.0-dropscope-test-apiserver",
@@ -435,7 +502,7 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
-fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> Result<()> {
+fn respond(stream: &mut Paced, code: u16, body: &Value) -> Result<()> {
     let text = body.to_string();
     let phrase = match code {
         200 => "OK",
@@ -454,14 +521,14 @@ fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> Result<()> {
 }
 
 /// One JSON line as one chunk of the chunked body.
-fn send_event(stream: &mut TcpStream, event: &Value) -> std::io::Result<()> {
+fn send_event(stream: &mut Paced, event: &Value) -> std::io::Result<()> {
     let line = format!("{event}\n");
     write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
     stream.flush()
 }
 
 fn watch_stream(
-    mut stream: TcpStream,
+    mut stream: Paced,
     shared: &Shared,
     info: KindInfo,
     request: &Request,
@@ -475,7 +542,7 @@ fn watch_stream(
         .query
         .get("allowWatchBookmarks")
         .is_some_and(|value| value == "true" || value == "1");
-    let timeout = request
+    let asked = request
         .query
         .get("timeoutSeconds")
         .and_then(|seconds| seconds.parse().ok())
@@ -485,9 +552,11 @@ fn watch_stream(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
          Connection: close\r\n\r\n"
     )?;
-    let ends_at = Instant::now() + timeout;
     let mut state = shared.lock();
+    let timeout = state.watch_limit.map_or(asked, |limit| limit.min(asked));
+    let ends_at = Instant::now() + timeout;
     let cuts = state.cuts;
+    let stalls = state.stalls;
     if from != 0 && from < state.compacted {
         let message = format!("too old resource version: {from} ({})", state.compacted);
         drop(state);
@@ -500,6 +569,18 @@ fn watch_stream(
     let mut sent = from;
     let mut last_bookmark = Instant::now();
     loop {
+        if state.stalls != stalls {
+            // Silent: the connection stays open, nothing more is sent, not
+            // even the stream's end, until the test cuts or stops it.
+            while state.cuts == cuts && !shared.stopping.load(Ordering::Relaxed) {
+                state = shared
+                    .changed
+                    .wait_timeout(state, BOOKMARK_EVERY)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            return Ok(());
+        }
         let pending: Vec<Change> = state
             .history
             .iter()
@@ -551,7 +632,7 @@ fn watch_stream(
 }
 
 /// Ends a chunked body properly (a watch that timed out).
-fn finish(mut stream: TcpStream) -> Result<()> {
+fn finish(mut stream: Paced) -> Result<()> {
     write!(stream, "0\r\n\r\n")?;
     stream.flush()?;
     Ok(())

@@ -55,6 +55,15 @@ impl LiveLab {
     /// Builds the lab; `before_start` runs on the server before the agent
     /// connects (to forbid a kind, say).
     fn new(before_start: impl FnOnce(&TestApiServer) -> Result<()>) -> Result<Self> {
+        Self::with_agent_args(before_start, &[])
+    }
+
+    /// [`Self::new`], the agent run with `agent_args` besides
+    /// `--kubernetes`.
+    fn with_agent_args(
+        before_start: impl FnOnce(&TestApiServer) -> Result<()>,
+        agent_args: &[&str],
+    ) -> Result<Self> {
         let mut lab = Lab::new()?;
         let web = lab.add_pod("web")?;
         let api = lab.add_pod("api")?;
@@ -85,7 +94,7 @@ impl LiveLab {
                 "KUBECONFIG",
                 kubeconfig.to_str().context("kubeconfig path")?,
             )],
-            &["--kubernetes"],
+            &[&["--kubernetes"], agent_args].concat(),
         )?;
         agent.wait_for(WAIT, "the cluster metadata to sync", |agent| {
             agent
@@ -178,6 +187,16 @@ fn kind_state(status: &GetStatusResponse, kind: &str) -> Option<KindSyncState> {
         .iter()
         .find(|sync| sync.kind == kind)
         .and_then(|sync| KindSyncState::try_from(sync.state).ok())
+}
+
+/// The kinds an explanation says were stale when it was made.
+fn stale_kinds(explanation: &Value) -> Vec<String> {
+    explanation["stale"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|stale| text(stale, &["kind"]).to_owned())
+        .collect()
 }
 
 fn ingress_policies(explanation: &Value) -> Vec<String> {
@@ -356,9 +375,17 @@ fn an_api_outage_keeps_the_last_known_state_and_says_it_is_stale() -> Result<()>
         Some(1),
         "the last known objects are kept"
     );
-    // Explanations still use them.
+    // Explanations still use them, and say which kinds may be out of date.
     let explanation = live.explain_next_drop()?;
     assert!(denied_by_deny_all(&explanation), "{explanation:#}");
+    assert!(
+        stale_kinds(&explanation).contains(&"networkpolicies".to_owned()),
+        "the explanation names the stale kinds: {explanation:#}"
+    );
+    assert!(
+        explanation["stale"][0]["since"].is_string(),
+        "with the outage's start: {explanation:#}"
+    );
 
     // Back: the probe sees it answer, the kinds are current again, and a
     // change made after the outage arrives.
@@ -371,10 +398,107 @@ fn an_api_outage_keeps_the_last_known_state_and_says_it_is_stale() -> Result<()>
             && kind_state(status, "networkpolicies") == Some(KindSyncState::Synced)
     })?;
     live.server.delete(&deny_all_ingress())?;
-    live.explained_until("with no policy after the outage", |explanation| {
+    let current = live.explained_until("with no policy after the outage", |explanation| {
         text(explanation, &["verdict"]) == "VERDICT_ALLOW"
             && ingress_policies(explanation).is_empty()
     })?;
+    assert!(stale_kinds(&current).is_empty(), "{current:#}");
+    live.agent.stop()?;
+    Ok(())
+}
+
+/// Lists and watches so far for every kind the agent watches.
+fn requests_of_every_kind(server: &TestApiServer) -> Result<Vec<(&'static str, usize, usize)>> {
+    [
+        "Namespace",
+        "Pod",
+        "Service",
+        "EndpointSlice",
+        "NetworkPolicy",
+        "Node",
+    ]
+    .into_iter()
+    .map(|kind| {
+        let (lists, watches) = server.requests(kind)?;
+        Ok((kind, lists, watches))
+    })
+    .collect()
+}
+
+#[test]
+fn each_kind_is_listed_once_and_watches_the_server_ends_resume_without_a_list() -> Result<()> {
+    // The API server ends every watch after a second (its own limit,
+    // shorter than the agent's timeoutSeconds).
+    let mut live = LiveLab::new(|server| {
+        server.limit_watches(Duration::from_secs(1));
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    live.server.apply(&deny_all_ingress())?;
+    live.explained_until("as denied by backend/deny-all", denied_by_deny_all)?;
+    for (kind, lists, watches) in requests_of_every_kind(&live.server)? {
+        assert_eq!(
+            lists, 1,
+            "{kind}: listed once at start, resumed from its resource version after each end"
+        );
+        assert!(
+            watches >= 3,
+            "{kind}: watched again after each end ({watches} watches)"
+        );
+    }
+    let status = live.status()?;
+    assert_eq!(
+        kind_state(&status, "networkpolicies"),
+        Some(KindSyncState::Synced),
+        "a watch the server ends is no outage: {:#?}",
+        status.metadata
+    );
+    assert_eq!(status.metadata.map(|metadata| metadata.stale), Some(false));
+    live.agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_watch_that_goes_silent_is_taken_for_dead_and_resumed() -> Result<()> {
+    // Watches renewed every 2 s: one silent for 2 s + 5 s is dead.
+    let mut live = LiveLab::with_agent_args(|_| Ok(()), &["--watch-timeout", "2s"])?;
+    // Whatever the agent watches now hears nothing more, not even the
+    // stream's end: only its own idle limit can notice.
+    live.server.stall_watches();
+    let (_, watches_before) = live.server.requests("NetworkPolicy")?;
+    live.server.apply(&deny_all_ingress())?;
+    let started = Instant::now();
+    live.explained_until("as denied by backend/deny-all", denied_by_deny_all)?;
+    let (_, watches_after) = live.server.requests("NetworkPolicy")?;
+    assert!(
+        watches_after > watches_before,
+        "a new watch replaced the silent one ({watches_before} → {watches_after})"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "within the idle limit, not kube's default of nearly 5 minutes: {:?}",
+        started.elapsed()
+    );
+    live.agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_slow_api_server_still_syncs_and_explains() -> Result<()> {
+    // Every answer arrives 16 bytes at a time, 5 ms apart: the pods' list
+    // takes about half a second, each watch event tens of milliseconds.
+    let mut live = LiveLab::new(|server| {
+        server.slow_down(Duration::from_millis(5));
+        Ok(())
+    })?;
+    let first = live.explain_next_drop()?;
+    assert_eq!(text(&first, &["source", "identity", "pod", "name"]), "web");
+    assert_eq!(
+        text(&first, &["destination", "identity", "pod", "name"]),
+        "api"
+    );
+    live.server.apply(&deny_all_ingress())?;
+    live.explained_until("as denied by backend/deny-all", denied_by_deny_all)?;
     live.agent.stop()?;
     Ok(())
 }

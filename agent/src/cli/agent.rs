@@ -6,7 +6,6 @@ use crate::{
     capture::CaptureConfig,
     client::Server,
     config::AgentConfig,
-    enrich::MetadataConfig,
     export::ExportConfig,
     fanout::FanoutConfig,
     kernel::{DropReasonSet, Hook, KernelConfig, SocketConfig},
@@ -115,6 +114,9 @@ pub struct Args {
     /// service account), listed at start and then watched.
     #[arg(long, env = "DROPSCOPE_KUBERNETES")]
     pub kubernetes: bool,
+    /// How the API server is watched.
+    #[command(flatten)]
+    pub watch: super::watch::WatchArgs,
     /// Where events are explained: `node` (here, with --snapshot or
     /// --kubernetes) or `collector` (events leave with addresses only and
     /// the collector, run with --kubernetes, explains them: one set of
@@ -236,11 +238,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             sample_interval: args.sample_interval,
             idle_timeout: args.idle_timeout,
         },
-        metadata: match (args.snapshot, args.kubernetes) {
-            (Some(path), _) => MetadataConfig::Snapshot(path),
-            (None, true) => MetadataConfig::Kubernetes,
-            (None, false) => MetadataConfig::Standalone,
-        },
+        metadata: args.watch.metadata(args.snapshot, args.kubernetes),
         fanout: FanoutConfig {
             history: args.history,
         },

@@ -4,7 +4,6 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
     collector::{self, CollectorConfig, join::JoinConfig},
-    enrich::MetadataConfig,
     serve::{Listen, ServeConfig, TlsFiles},
 };
 
@@ -84,6 +83,9 @@ pub struct Args {
     /// at start and then watched (one set of watches for the cluster).
     #[arg(long, env = "DROPSCOPE_KUBERNETES")]
     pub kubernetes: bool,
+    /// How the API server is watched.
+    #[command(flatten)]
+    pub watch: super::watch::WatchArgs,
     /// NATS JetStream: read the cluster's stream (agents run with the same
     /// --nats and --nats-stream) instead of receiving pushes; any number
     /// of replicas share the work.
@@ -121,11 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ..JoinConfig::default()
         },
         metrics_listen: args.metrics_listen,
-        metadata: match (args.snapshot, args.kubernetes) {
-            (Some(path), _) => MetadataConfig::Snapshot(path),
-            (None, true) => MetadataConfig::Kubernetes,
-            (None, false) => MetadataConfig::Standalone,
-        },
+        metadata: args.watch.metadata(args.snapshot, args.kubernetes),
         nats: args.nats.config()?,
         nats_consumer: args.nats_consumer,
         otlp: args.otlp.config(),

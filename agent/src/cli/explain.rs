@@ -64,7 +64,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             let client = watch::connect().await?;
-            tokio::time::timeout(SYNC_TIMEOUT, watch::sync_once(&client, &mut store))
+            let mut events = watch::events(&client, watch::WatchSettings::default());
+            tokio::time::timeout(SYNC_TIMEOUT, watch::sync_once(&mut events, &mut store))
                 .await
                 .map_err(|_| {
                     anyhow::anyhow!(

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod nats;
 pub mod observe;
 pub mod otlp;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 

@@ -32,7 +32,7 @@ pub enum MetadataConfig {
     Snapshot(PathBuf),
     /// The live API server (kubeconfig or in-cluster service account),
     /// listed at start and watched.
-    Kubernetes,
+    Kubernetes(watch::WatchSettings),
 }
 
 /// Errors of the enrichment step.

@@ -28,9 +28,10 @@ pub async fn open(config: &MetadataConfig) -> Result<Option<Arc<RwLock<Store>>>,
             );
             Ok(Some(Arc::new(RwLock::new(store))))
         }
-        MetadataConfig::Kubernetes => {
+        MetadataConfig::Kubernetes(settings) => {
             let client = watch::connect().await?;
-            tokio::time::timeout(SYNC_TIMEOUT, watch::sync_once(&client, &mut store))
+            let mut events = watch::events(&client, *settings);
+            tokio::time::timeout(SYNC_TIMEOUT, watch::sync_once(&mut events, &mut store))
                 .await
                 .map_err(|_| Error::SyncTimeout {
                     seconds: SYNC_TIMEOUT.as_secs(),
@@ -40,7 +41,7 @@ pub async fn open(config: &MetadataConfig) -> Result<Option<Arc<RwLock<Store>>>,
             let watched = Arc::clone(&shared);
             tokio::spawn(
                 async move {
-                    if let Err(error) = watch::run(client, watched).await {
+                    if let Err(error) = watch::run(client, events, watched).await {
                         tracing::error!(%error, "the cluster watch stopped; metadata goes stale");
                     }
                 }

@@ -7,6 +7,15 @@
 //! kind whose watch fails (an API server outage) keeps its last known
 //! objects and is marked stale ([`super::freshness`]) until the API server
 //! answers again, which is probed every [`PROBE_EVERY`] while it lasts.
+//!
+//! The first listing and the watches after it are one set of streams:
+//! [`sync_once`] reads them until every kind has synced and [`run`] goes on
+//! from there, so each kind is listed once at start, not twice. Each watch
+//! asks the API server to end it after [`WatchSettings::timeout`] and is
+//! then resumed from its last resource version (no new list); one that
+//! delivers nothing for that long plus five seconds (not even the bookmark
+//! the API server sends about once a minute) is taken for a connection
+//! that died without a word and resumed the same way.
 
 use std::{
     fmt::Debug,
@@ -38,19 +47,48 @@ pub async fn connect() -> Result<Client, Error> {
     Client::try_from(config).map_err(|source| Error::Client { source })
 }
 
+/// How the API server is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// How long one watch request runs (`timeoutSeconds`) before it is
+    /// renewed from its resource version; a watch silent for this long
+    /// plus five seconds is taken for dead and resumed.
+    pub timeout: Duration,
+}
+
+/// The API server's own default upper bound for a watch is 30 minutes;
+/// kube-rs asks for 290 s, under the common 5-minute idle limits of load
+/// balancers, and so does dropscope unless told otherwise.
+pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(290);
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_WATCH_TIMEOUT,
+        }
+    }
+}
+
 type Item = Result<WatchEvent, (Kind, watcher::Error)>;
+
+/// Every kind's list-then-watch stream, merged: what [`sync_once`] and
+/// [`run`] read, one after the other.
+pub type Events = BoxStream<'static, Item>;
 
 fn kind_stream<K>(
     client: &Client,
+    settings: WatchSettings,
     kind: Kind,
     wrap: fn(Box<K>) -> Object,
-) -> BoxStream<'static, Item>
+) -> Events
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::all(client.clone());
-    watcher::watcher(api, watcher::Config::default())
+    // At least one second: kube-rs reads a zero as "never time out".
+    let seconds = u32::try_from(settings.timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+    watcher::watcher(api, watcher::Config::default().timeout(seconds))
         .default_backoff()
         .map(move |event| match event {
             Ok(Event::Apply(object) | Event::InitApply(object)) => {
@@ -64,15 +102,15 @@ where
         .boxed()
 }
 
-/// Every kind's events, merged.
-pub fn events(client: &Client) -> BoxStream<'static, Item> {
+/// Every kind's events, merged; nothing is requested until they are read.
+pub fn events(client: &Client, settings: WatchSettings) -> Events {
     futures::stream::select_all([
-        kind_stream(client, Kind::Namespace, Object::Namespace),
-        kind_stream(client, Kind::Pod, Object::Pod),
-        kind_stream(client, Kind::Service, Object::Service),
-        kind_stream(client, Kind::EndpointSlice, Object::EndpointSlice),
-        kind_stream(client, Kind::NetworkPolicy, Object::NetworkPolicy),
-        kind_stream(client, Kind::Node, Object::Node),
+        kind_stream(client, settings, Kind::Namespace, Object::Namespace),
+        kind_stream(client, settings, Kind::Pod, Object::Pod),
+        kind_stream(client, settings, Kind::Service, Object::Service),
+        kind_stream(client, settings, Kind::EndpointSlice, Object::EndpointSlice),
+        kind_stream(client, settings, Kind::NetworkPolicy, Object::NetworkPolicy),
+        kind_stream(client, settings, Kind::Node, Object::Node),
     ])
     .boxed()
 }
@@ -148,11 +186,10 @@ fn handle(store: &mut Store, item: Item, forbidden: &mut Vec<Kind>) -> Option<Ki
     }
 }
 
-/// Lists every kind once (through the watchers) into `store` and returns
-/// when each kind has synced or was forbidden: what `dropscope explain`
-/// uses against a live cluster.
-pub async fn sync_once(client: &Client, store: &mut Store) -> Result<(), Error> {
-    let mut stream = events(client);
+/// Reads `stream` into `store` until each kind has synced or was
+/// forbidden: the first listing. `dropscope explain` stops there; the
+/// agent and the collector hand the same stream to [`run`].
+pub async fn sync_once(stream: &mut Events, store: &mut Store) -> Result<(), Error> {
     let mut done: Vec<Kind> = Vec::new();
     let mut forbidden = Vec::new();
     while done.len() < Kind::ALL.len() {
@@ -172,8 +209,9 @@ pub async fn sync_once(client: &Client, store: &mut Store) -> Result<(), Error> 
 /// streams have ready is applied in batches ([`batch`]), each under one
 /// write lock held for about [`batch::WRITE_BUDGET`] (one event more at
 /// most), so explanations wait for one batch, never for a whole burst.
-pub async fn run(client: Client, store: Arc<RwLock<Store>>) -> Result<(), Error> {
-    let mut stream = events(&client).ready_chunks(batch::MAX_BATCH);
+/// `stream` goes on from where [`sync_once`] left it.
+pub async fn run(client: Client, stream: Events, store: Arc<RwLock<Store>>) -> Result<(), Error> {
+    let mut stream = stream.ready_chunks(batch::MAX_BATCH);
     let mut forbidden = Vec::new();
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
