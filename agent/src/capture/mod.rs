@@ -258,18 +258,25 @@ impl Capture {
                     continue;
                 }
                 Finding::Final(slot, observed) => {
+                    // The flow's final counts go out before its slot is
+                    // handed back: out of the table, they would be lost
+                    // with the error if the hand-back failed.
+                    let last = Record::Sample(self.decoder.sample(
+                        slot,
+                        &observed.counters,
+                        observed.last_ns,
+                        true,
+                    ));
+                    if output.send(last).await.is_err() {
+                        return Ok(false);
+                    }
                     if let Err(source) = self.free_slots.push(&slot, 0) {
                         return Err(Error::Map {
                             map: dropscope_abi::maps::FREE_SLOTS,
                             source: Box::new(source),
                         });
                     }
-                    Record::Sample(self.decoder.sample(
-                        slot,
-                        &observed.counters,
-                        observed.last_ns,
-                        true,
-                    ))
+                    continue;
                 }
             };
             if output.send(record).await.is_err() {
