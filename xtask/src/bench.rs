@@ -9,38 +9,65 @@ use anyhow::{bail, Result};
 use crate::{bootstrap, build, process, toolchain};
 
 pub fn run(args: &[String]) -> Result<()> {
-    let mut quick = false;
+    let mut mode = Mode::Full;
     for arg in args {
         match arg.as_str() {
-            "--quick" => quick = true,
+            "--quick" => mode = Mode::Quick,
             other => bail!("unknown bench option {other:?} (use --quick)"),
         }
     }
     bootstrap::run()?;
     let binary = build::build_release()?;
-    run_benches(&binary, quick)
+    run_benches(&binary, mode)
+}
+
+/// How the benchmarks are built and how long they measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Optimised builds, full measurements: the figures in BENCHMARKS.md.
+    Full,
+    /// Optimised builds, short measurements (`cargo xtask bench --quick`).
+    Quick,
+    /// Debug builds, short measurements: `cargo xtask test` only checks
+    /// that every benchmark still runs, and reuses the tests' build for it
+    /// (optimised builds of the benchmarks took 10 of a CI run's minutes).
+    Smoke,
+}
+
+impl Mode {
+    /// `cargo bench` options before `--`.
+    fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Smoke => &["--profile", "dev"],
+            Self::Full | Self::Quick => &[],
+        }
+    }
+
+    /// The benchmarks' own options, after `--`.
+    fn bench_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Full => &[],
+            Self::Quick | Self::Smoke => &["--quick"],
+        }
+    }
 }
 
 /// Runs every benchmark with the agent at `binary`.
-pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
+pub fn run_benches(binary: &Path, mode: Mode) -> Result<()> {
     let stable = format!("+{}", toolchain::stable()?);
     // Explain latency and metadata memory: user space only.
-    let mut explain = Command::new("cargo");
-    explain.args([
-        stable.as_str(),
-        "bench",
-        "-p",
-        "dropscope",
-        "--bench",
-        "explain",
-    ]);
-    if quick {
-        explain.args(["--", "--quick"]);
-    }
-    process::run_with(&mut explain)?;
-    process::run(
-        "cargo",
-        &[&stable, "bench", "-p", "dropscope-e2e", "--no-run"],
+    process::run_with(
+        Command::new("cargo")
+            .args([stable.as_str(), "bench", "-p", "dropscope"])
+            .args(mode.cargo_args())
+            .args(["--bench", "explain", "--"])
+            .args(mode.bench_args()),
+    )?;
+    process::run_with(
+        Command::new("cargo")
+            .args([stable.as_str(), "bench", "-p", "dropscope-e2e"])
+            .args(mode.cargo_args())
+            .arg("--no-run"),
     )?;
     // What the kernel hook costs, what the gRPC API delivers, what the
     // socket and tc hooks cost: all need root and the agent binary.
@@ -52,19 +79,11 @@ pub fn run_benches(binary: &Path, quick: bool) -> Result<()> {
     ] {
         let mut command = process::as_root("cargo");
         command
-            .args([
-                stable.as_str(),
-                "bench",
-                "-p",
-                "dropscope-e2e",
-                "--bench",
-                bench,
-                "--",
-            ])
+            .args([stable.as_str(), "bench", "-p", "dropscope-e2e"])
+            .args(mode.cargo_args())
+            .args(["--bench", bench, "--"])
+            .args(mode.bench_args())
             .env("DROPSCOPE_BIN", binary);
-        if quick {
-            command.arg("--quick");
-        }
         process::run_with(&mut command)?;
     }
     merge_results()

@@ -117,8 +117,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if e2e {
         let binary = run_e2e(&stable, &filter, &mut totals)?;
         if filter.is_empty() {
-            // The benchmarks must keep working: a short run, figures unused.
-            bench::run_benches(&binary, true)?;
+            // The benchmarks must keep working: a short run of debug
+            // builds, figures unused.
+            bench::run_benches(&binary, bench::Mode::Smoke)?;
             // One binary, many kernels: the agent on Debian's 6.1 and 6.12.
             vm::run(&[])?;
         }
