@@ -33,7 +33,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     sync::{
@@ -44,7 +44,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use http::{Paced, Request, finish, read_request, respond, send_event, status};
 use serde_json::{Value, json};
+
+mod http;
 
 /// A kind the agent watches: where it is served and how it is named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -360,71 +363,6 @@ fn key_of(info: KindInfo, object: &Value) -> Result<(&'static str, String, Strin
     Ok((info.kind, namespace.to_owned(), name.to_owned()))
 }
 
-/// A parsed request line.
-struct Request {
-    path: String,
-    query: BTreeMap<String, String>,
-}
-
-fn read_request(stream: &TcpStream) -> Result<Request> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        bail!("malformed request line {line:?}");
-    };
-    // The headers: nothing in them changes the answer.
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
-            break;
-        }
-    }
-    if method != "GET" {
-        bail!("the test API server serves GET only, not {method}");
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key.to_owned(), value.to_owned())
-        })
-        .collect();
-    Ok(Request {
-        path: path.to_owned(),
-        query,
-    })
-}
-
-/// How many bytes a slow connection delivers at a time.
-const SLOW_PIECE: usize = 16;
-
-/// The answer's side of a connection: fast, or slow (a few bytes at a
-/// time, a pause after each).
-struct Paced {
-    stream: TcpStream,
-    pause: Option<Duration>,
-}
-
-impl std::io::Write for Paced {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let Some(pause) = self.pause else {
-            return self.stream.write(bytes);
-        };
-        let written = self.stream.write(&bytes[..bytes.len().min(SLOW_PIECE)])?;
-        self.stream.flush()?;
-        std::thread::sleep(pause);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.flush()
-    }
-}
-
 fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
     let pause = {
         let state = shared.lock();
@@ -487,44 +425,6 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
     }
     drop(state);
     watch_stream(stream, shared, info, &request)
-}
-
-/// A `Status` body as the API server writes one.
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    })
-}
-
-fn respond(stream: &mut Paced, code: u16, body: &Value) -> Result<()> {
-    let text = body.to_string();
-    let phrase = match code {
-        200 => "OK",
-        403 => "Forbidden",
-        404 => "Not Found",
-        _ => "Error",
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {code} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{text}",
-        text.len()
-    )?;
-    stream.flush()?;
-    Ok(())
-}
-
-/// One JSON line as one chunk of the chunked body.
-fn send_event(stream: &mut Paced, event: &Value) -> std::io::Result<()> {
-    let line = format!("{event}\n");
-    write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
-    stream.flush()
 }
 
 fn watch_stream(
@@ -629,11 +529,4 @@ fn watch_stream(
             return Ok(());
         }
     }
-}
-
-/// Ends a chunked body properly (a watch that timed out).
-fn finish(mut stream: Paced) -> Result<()> {
-    write!(stream, "0\r\n\r\n")?;
-    stream.flush()?;
-    Ok(())
 }
