@@ -234,13 +234,15 @@ impl Capture {
             .slots
             .sweep(now_ns, idle_ns, grace_ns, |slot| counters.read(slot));
         for finding in findings {
-            let record = match finding {
-                Finding::Changed(slot, observed) => Record::Sample(self.decoder.sample(
-                    slot,
-                    &observed.counters,
-                    observed.last_ns,
-                    false,
-                )),
+            // A flow's final counts go out before its slot is handed back:
+            // out of the table, they would be lost with the error if the
+            // hand-back failed.
+            let (record, hand_back) = match finding {
+                Finding::Changed(slot, observed) => (
+                    self.decoder
+                        .sample(slot, &observed.counters, observed.last_ns, false),
+                    None,
+                ),
                 Finding::Idle(slot, key) => {
                     match self.flows.remove(&key) {
                         // Gone already is as good as removed. Out of the
@@ -257,30 +259,22 @@ impl Capture {
                     }
                     continue;
                 }
-                Finding::Final(slot, observed) => {
-                    // The flow's final counts go out before its slot is
-                    // handed back: out of the table, they would be lost
-                    // with the error if the hand-back failed.
-                    let last = Record::Sample(self.decoder.sample(
-                        slot,
-                        &observed.counters,
-                        observed.last_ns,
-                        true,
-                    ));
-                    if output.send(last).await.is_err() {
-                        return Ok(false);
-                    }
-                    if let Err(source) = self.free_slots.push(&slot, 0) {
-                        return Err(Error::Map {
-                            map: dropscope_abi::maps::FREE_SLOTS,
-                            source: Box::new(source),
-                        });
-                    }
-                    continue;
-                }
+                Finding::Final(slot, observed) => (
+                    self.decoder
+                        .sample(slot, &observed.counters, observed.last_ns, true),
+                    Some(slot),
+                ),
             };
-            if output.send(record).await.is_err() {
+            if output.send(Record::Sample(record)).await.is_err() {
                 return Ok(false);
+            }
+            if let Some(slot) = hand_back
+                && let Err(source) = self.free_slots.push(&slot, 0)
+            {
+                return Err(Error::Map {
+                    map: dropscope_abi::maps::FREE_SLOTS,
+                    source: Box::new(source),
+                });
             }
         }
         let kernel = self.stats.read()?;
