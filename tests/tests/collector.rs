@@ -244,16 +244,21 @@ fn a_killed_agent_shows_as_unavailable_until_it_comes_back() -> Result<()> {
     let [node_a, node_b] = &nodes;
     let survivor = agent_of(node_a, &Route::push(&server), &[])?;
     let killed = agent_of(node_b, &Route::push(&server), &[])?;
+    // One datagram from `port`, dropped on the nodes' side; waits for the
+    // flow's NEW event from each of `from`.
+    let drop_seen_by = |port: u16, from: &[String], what: &str| -> Result<()> {
+        send_udp(
+            &client_pod.netns,
+            vec![port],
+            SocketAddr::new(gateway, PORT),
+            1,
+        )?;
+        seen.wait_for(WAIT, what, |events| {
+            new_from_each(&lab, events, from, port).then_some(())
+        })
+    };
 
-    send_udp(
-        &client_pod.netns,
-        vec![43_201],
-        SocketAddr::new(gateway, PORT),
-        1,
-    )?;
-    seen.wait_for(WAIT, "the first drop from both nodes", |events| {
-        new_from_each(&lab, events, &nodes, 43_201).then_some(())
-    })?;
+    drop_seen_by(43_201, &nodes, "the first drop from both nodes")?;
     // Dropping the harness's agent kills it with SIGKILL: no goodbye.
     drop(killed);
     let gone = seen.wait_for(
@@ -289,15 +294,11 @@ fn a_killed_agent_shows_as_unavailable_until_it_comes_back() -> Result<()> {
     assert!(!told_gone_a, "{node_a} was never told gone");
 
     // The survivor's stream goes on.
-    send_udp(
-        &client_pod.netns,
-        vec![43_202],
-        SocketAddr::new(gateway, PORT),
-        1,
+    drop_seen_by(
+        43_202,
+        std::slice::from_ref(node_a),
+        "the survivor's drop after the kill",
     )?;
-    seen.wait_for(WAIT, "the survivor's drop after the kill", |events| {
-        new_from_each(&lab, events, std::slice::from_ref(node_a), 43_202).then_some(())
-    })?;
 
     // The node's agent comes back (a DaemonSet restarts it): the stream
     // and the status say it is connected again, and its drops arrive.
@@ -317,15 +318,7 @@ fn a_killed_agent_shows_as_unavailable_until_it_comes_back() -> Result<()> {
     let status = runtime.block_on(collector::status(&server))?;
     let back = node_in(&status, node_b).context("the restarted node is listed")?;
     assert!(is_connected(back), "{back:#?}");
-    send_udp(
-        &client_pod.netns,
-        vec![43_203],
-        SocketAddr::new(gateway, PORT),
-        1,
-    )?;
-    seen.wait_for(WAIT, "a drop from both nodes after the restart", |events| {
-        new_from_each(&lab, events, &nodes, 43_203).then_some(())
-    })?;
+    drop_seen_by(43_203, &nodes, "a drop from both nodes after the restart")?;
     drop(seen);
     restarted.stop()?;
     survivor.stop()?;
