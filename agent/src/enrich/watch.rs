@@ -56,9 +56,10 @@ pub struct WatchSettings {
     pub timeout: Duration,
 }
 
-/// The API server's own default upper bound for a watch is 30 minutes;
-/// kube-rs asks for 290 s, under the common 5-minute idle limits of load
-/// balancers, and so does dropscope unless told otherwise.
+/// A watch that asks for no timeout is ended by the API server after 30
+/// to 60 minutes (`--min-request-timeout`); kube-rs asks for 290 s, under
+/// the common 5-minute idle limits of load balancers, and so does
+/// dropscope unless told otherwise.
 pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(290);
 
 impl Default for WatchSettings {
